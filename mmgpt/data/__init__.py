@@ -1,0 +1,1 @@
+"""data room of mmgpt."""

@@ -1,0 +1,1 @@
+"""data/sources room of mmgpt."""

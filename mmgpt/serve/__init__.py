@@ -1,0 +1,1 @@
+"""serve room of mmgpt."""
