@@ -36,7 +36,9 @@ def build_vision_from_config(vision_config: dict[str, Any]) -> CLIPVisionModel:
 
 def build_model(config: FlamingoConfig) -> Flamingo:
     """A Flamingo model with random weights laid out by `config` (used before loading a checkpoint)."""
-    return Flamingo(build_vision_from_config(config.vision_config), build_lm_from_config(config.text_config), config)
+    return Flamingo(
+        build_vision_from_config(config.vision_config), build_lm_from_config(config.text_config), config
+    )
 
 
 def tiny_config(

@@ -51,7 +51,13 @@ class FlamingoConfig:
             )
         if self.cross_attn_every_n_layers < 1:
             raise ConfigError(f"cross_attn_every_n_layers must be >= 1, got {self.cross_attn_every_n_layers}")
-        for name in ("perceiver_heads", "perceiver_dim_head", "perceiver_num_latents", "xattn_heads", "xattn_dim_head"):
+        for name in (
+            "perceiver_heads",
+            "perceiver_dim_head",
+            "perceiver_num_latents",
+            "xattn_heads",
+            "xattn_dim_head",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 

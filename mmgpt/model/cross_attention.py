@@ -63,7 +63,11 @@ class MaskedCrossAttention(nn.Module):
         return split_heads(k, self.heads), split_heads(v, self.heads)
 
     def forward(
-        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], text_time: torch.Tensor, latents_per_image: int
+        self,
+        x: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        text_time: torch.Tensor,
+        latents_per_image: int,
     ) -> torch.Tensor:
         """x (B, L, D) text states, kv from `media_kv`, text_time (B, L) -> update (B, L, D).
 
@@ -103,7 +107,11 @@ class GatedCrossAttentionBlock(nn.Module):
         return self.attn.media_kv(media)
 
     def forward(
-        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], text_time: torch.Tensor, latents_per_image: int
+        self,
+        x: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        text_time: torch.Tensor,
+        latents_per_image: int,
     ) -> torch.Tensor:
         """x (B, L, D) -> (B, L, D)."""
         x = x + self.attn(x, kv, text_time, latents_per_image) * self.attn_gate.tanh().to(x.dtype)

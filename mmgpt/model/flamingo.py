@@ -32,7 +32,9 @@ class FlamingoLayer(nn.Module):
     block is skipped entirely, as the authors trained language-only data.
     """
 
-    def __init__(self, gated_cross_attn_layer: GatedCrossAttentionBlock | None, decoder_layer: nn.Module, index: int):
+    def __init__(
+        self, gated_cross_attn_layer: GatedCrossAttentionBlock | None, decoder_layer: nn.Module, index: int
+    ):
         super().__init__()
         self.gated_cross_attn_layer = gated_cross_attn_layer
         self.decoder_layer = decoder_layer
@@ -188,7 +190,9 @@ class Flamingo(nn.Module):
         latents = self.encode_vision(vision_x) if vision_x is not None else None
         ctx = self.media_context_for(lang_x, latents)
         with media_context(ctx):
-            return self.lang_encoder(input_ids=lang_x, attention_mask=attention_mask, labels=labels, **lm_kwargs)
+            return self.lang_encoder(
+                input_ids=lang_x, attention_mask=attention_mask, labels=labels, **lm_kwargs
+            )
 
     @torch.no_grad()
     def generate(

@@ -89,7 +89,11 @@ class GenerationOptions:
         """transformers logits processors implementing these options."""
         procs = LogitsProcessorList()
         if self.min_new_tokens > 0 and self.eos_token_ids:
-            procs.append(MinNewTokensLengthLogitsProcessor(prompt_length, self.min_new_tokens, list(self.eos_token_ids)))
+            procs.append(
+                MinNewTokensLengthLogitsProcessor(
+                    prompt_length, self.min_new_tokens, list(self.eos_token_ids)
+                )
+            )
         if self.repetition_penalty != 1.0:
             procs.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
         if self.do_sample:
@@ -185,7 +189,9 @@ def prefill(
     if input_ids is not None and input_ids.shape[1]:
         input_ids = input_ids.to(device)
         chunks.append(input_ids)
-        masks.append(attention_mask.to(device).long() if attention_mask is not None else torch.ones_like(input_ids))
+        masks.append(
+            attention_mask.to(device).long() if attention_mask is not None else torch.ones_like(input_ids)
+        )
         state.token_ids = torch.cat([state.token_ids, input_ids], dim=1)
     if not chunks:
         raise ValueError("prefill needs at least one token")
@@ -288,7 +294,8 @@ def _expand_state(state: DecodeState, k: int) -> None:
     if state.latents is not None:
         state.latents = state.latents.repeat_interleave(k, dim=0)
         state.media_kv = {
-            i: (kk.repeat_interleave(k, dim=0), vv.repeat_interleave(k, dim=0)) for i, (kk, vv) in state.media_kv.items()
+            i: (kk.repeat_interleave(k, dim=0), vv.repeat_interleave(k, dim=0))
+            for i, (kk, vv) in state.media_kv.items()
         }
 
 
@@ -304,7 +311,9 @@ def _select_rows(state: DecodeState, rows: torch.Tensor) -> None:
         state.media_kv = {i: (kk[rows], vv[rows]) for i, (kk, vv) in state.media_kv.items()}
 
 
-def _beam_search(model: Any, state: DecodeState, logits: torch.Tensor, options: GenerationOptions) -> torch.Tensor:
+def _beam_search(
+    model: Any, state: DecodeState, logits: torch.Tensor, options: GenerationOptions
+) -> torch.Tensor:
     """Beam search with length penalty; returns the best hypothesis per row (B, N), padded with pad_token_id.
 
     The prompt is run once per row and its cache then copied to the beams. Afterwards the cache is cut back to

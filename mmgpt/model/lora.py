@@ -49,7 +49,11 @@ class LoraSettings:
     def peft_config(self) -> LoraConfig:
         """The equivalent peft `LoraConfig`."""
         return LoraConfig(
-            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.targets(), bias="none"
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.targets(),
+            bias="none",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,7 +72,9 @@ def apply_lora(model: Flamingo, settings: LoraSettings | None = None) -> Flaming
     try:
         model.lang_encoder = get_peft_model(model.lang_encoder, settings.peft_config())
     except ValueError as err:
-        raise ConfigError(f"LoRA targets {settings.targets()} match no module of the language model: {err}") from err
+        raise ConfigError(
+            f"LoRA targets {settings.targets()} match no module of the language model: {err}"
+        ) from err
     model.config.lora = settings.to_dict()
     trainable = model.num_parameters(trainable_only=True)
     logger.info(

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-_CURRENT: contextvars.ContextVar[MediaContext | None] = contextvars.ContextVar("mmgpt_media_context", default=None)
+_CURRENT: contextvars.ContextVar[MediaContext | None] = contextvars.ContextVar(
+    "mmgpt_media_context", default=None
+)
 
 
 @dataclass

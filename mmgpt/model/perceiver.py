@@ -61,7 +61,13 @@ class PerceiverResampler(nn.Module):
     """Stack of perceiver layers over learned latents, one set of latents per image."""
 
     def __init__(
-        self, dim: int, depth: int = 6, dim_head: int = 64, heads: int = 8, num_latents: int = 64, ff_mult: int = 4
+        self,
+        dim: int,
+        depth: int = 6,
+        dim_head: int = 64,
+        heads: int = 8,
+        num_latents: int = 64,
+        ff_mult: int = 4,
     ):
         super().__init__()
         self.latents = nn.Parameter(torch.randn(num_latents, dim))
