@@ -15,13 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers.initialization import no_init_weights
 
 from mmgpt.errors import CheckpointError
 from mmgpt.model.config import FlamingoConfig
@@ -92,21 +94,26 @@ def save_model_dir(model: Flamingo, directory: str | Path, max_shard_size: str =
     return directory
 
 
-def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
+def _weight_files(directory: Path) -> list[Path]:
     index = directory / WEIGHTS_INDEX_NAME
     if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (directory / WEIGHTS_NAME).exists():
-        files = [WEIGHTS_NAME]
-    else:
-        raise CheckpointError(f"{directory}: no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME}")
-    state: dict[str, torch.Tensor] = {}
-    for name in files:
+        return [directory / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    if (directory / WEIGHTS_NAME).exists():
+        return [directory / WEIGHTS_NAME]
+    raise CheckpointError(f"{directory}: no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME}")
+
+
+def _weight_keys(files: list[Path]) -> set[str]:
+    from safetensors import safe_open
+
+    keys: set[str] = set()
+    for path in files:
         try:
-            state.update(load_file(str(directory / name)))
+            with safe_open(str(path), framework="pt") as handle:
+                keys.update(handle.keys())
         except Exception as err:
-            raise CheckpointError(f"cannot read weights file {directory / name}: {err}") from err
-    return state
+            raise CheckpointError(f"cannot read weights file {path}: {err}") from err
+    return keys
 
 
 def _tied_aliases(model: torch.nn.Module) -> dict[str, str]:
@@ -142,29 +149,47 @@ def load_model(
     config = FlamingoConfig.load(directory / "config.json")
     lora_settings = config.lora
     config.lora = None
-    with torch.device("cpu"):
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    # Skip random initialisation (every weight is loaded below) and build directly in the target dtype, so a
+    # 9B model never exists in fp32 in memory.
+    with no_init_weights(), _default_dtype(dtype if dtype is not None and dtype.is_floating_point else None):
         model = build_model(config)
-    state = _read_weights(directory)
+    files = _weight_files(directory)
+    keys = _weight_keys(files)
     expected = base_state_dict(model)
     aliases = _tied_aliases(model)
-    missing = sorted(k for k in expected if k not in state and k not in aliases)
-    unexpected = sorted(k for k in state if k not in expected and k not in aliases)
+    missing = sorted(k for k in expected if k not in keys and k not in aliases)
+    unexpected = sorted(k for k in keys if k not in expected and k not in aliases)
     if missing or unexpected:
         raise CheckpointError(
-            f"{directory}: weights do not match config.json: missing {_preview(missing)}; unexpected {_preview(unexpected)}"
+            f"{directory}: weights do not match config.json: missing {_preview(missing)}; "
+            f"unexpected {_preview(unexpected)}"
         )
-    _check_shapes(model, state, source=str(directory))
-    model.load_state_dict(state, strict=False)
+    for path in files:  # one shard in memory at a time
+        shard = load_file(str(path))
+        _check_shapes(model, shard, source=str(path))
+        model.load_state_dict(shard, strict=False)
+        del shard
     if lora_settings:
         _attach_saved_adapter(model, directory / ADAPTER_DIR, lora_settings)
     model.tokenizer = AutoTokenizer.from_pretrained(str(directory)) if _has_tokenizer(directory) else None
     if model.tokenizer is not None:
         model.tokenizer.padding_side = "left"
     model.image_processor = FlamingoImageProcessor(config.image_size)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
     model.to(device=device or "cpu", dtype=dtype)
     return model.eval()
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _has_tokenizer(directory: Path) -> bool:
@@ -444,9 +469,14 @@ def import_openflamingo(
     out: str | Path,
     tokenizer: str | Path | None = None,
     lora: str | Path | None = None,
+    dtype: str | torch.dtype | None = None,
     **config_overrides: Any,
 ) -> Flamingo:
-    """Build from HF parts, load `checkpoint` (and optionally a LoRA release), write a model directory to `out`."""
+    """Build from HF parts, load `checkpoint` (and optionally a LoRA release), write a model directory to `out`.
+
+    `dtype` ("float32", "bfloat16", ...) is the dtype of the written weights; config_overrides go to
+    `FlamingoConfig` (cross_attn_every_n_layers, media_attention, perceiver/xattn sizes).
+    """
     from mmgpt.model.builder import build_from_parts
 
     model = build_from_parts(vision_encoder, lang_model, tokenizer, **config_overrides)
@@ -454,5 +484,12 @@ def import_openflamingo(
     logger.info("OpenFlamingo checkpoint: %s", report.summary())
     if lora is not None:
         load_lora_release(model, lora)
+        if model.config.media_attention != "openflamingo_v1":
+            logger.warning(
+                "the MultiModal-GPT LoRA release was trained with OpenFlamingo v1 media attention; "
+                "pass --media-attention openflamingo_v1 to reproduce it"
+            )
+    if dtype is not None:
+        model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
     save_model_dir(model, out)
     return model

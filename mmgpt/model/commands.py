@@ -51,6 +51,13 @@ def _import_openflamingo(args: argparse.Namespace) -> int:
         cross_attn_every_n_layers=args.cross_attn_every_n_layers,
         media_attention=args.media_attention,
         decoder_layers_attr=args.decoder_layers_attr,
+        dtype=args.dtype,
+        perceiver_depth=args.perceiver_depth,
+        perceiver_heads=args.perceiver_heads,
+        perceiver_dim_head=args.perceiver_dim_head,
+        perceiver_num_latents=args.perceiver_num_latents,
+        xattn_heads=args.xattn_heads,
+        xattn_dim_head=args.xattn_dim_head,
     )
     total = model.num_parameters()
     print(f"wrote {args.out}: {total:,} parameters, media attention {model.config.media_attention}")

@@ -199,3 +199,42 @@ def test_save_and_load_round_trip_with_adapters(tmp_path, make_tiny_model):
         torch.testing.assert_close(loaded(_vision(0), ids).logits, model(_vision(0), ids).logits)
     assert loaded.tokenizer is not None and loaded.image_processor is not None
     assert loaded.config.lora["r"] == 4
+
+
+def test_sharded_save_and_bf16_load(tmp_path, make_tiny_model):
+    model = make_tiny_model(gate_init=1.0)
+    model.save_pretrained(tmp_path / "m", safe_max_shard_size="200KB")
+    assert (tmp_path / "m" / "model.safetensors.index.json").exists()
+    assert len(list((tmp_path / "m").glob("model-*.safetensors"))) > 1
+    loaded = load_model(tmp_path / "m", dtype="bfloat16")
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    ids = torch.tensor([[1, model.config.media_token_id, 30, 31]])
+    with torch.no_grad():
+        got = loaded(_vision(0).bfloat16(), ids).logits.float()
+        want = model(_vision(0), ids).logits
+    assert (got - want).abs().max() < 0.15
+
+
+def test_missing_weight_in_model_dir_is_named(tmp_path, make_tiny_model):
+    from safetensors.torch import load_file, save_file
+
+    from mmgpt.errors import CheckpointError
+
+    model = make_tiny_model()
+    model.save_pretrained(tmp_path / "m")
+    state = load_file(str(tmp_path / "m" / "model.safetensors"))
+    del state["perceiver.norm.weight"]
+    save_file(state, str(tmp_path / "m" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"perceiver\.norm\.weight"):
+        load_model(tmp_path / "m")
+
+
+def test_tokenizer_special_tokens_follow_openflamingo_order():
+    from mmgpt.model.tokenizer import add_flamingo_special_tokens, train_bpe_tokenizer
+
+    tok = train_bpe_tokenizer(["a b c d e f"] * 5, vocab_size=280)
+    base = len(tok)
+    assert tok.pad_token is None
+    ids = add_flamingo_special_tokens(tok)
+    assert (ids.endofchunk, ids.media, ids.pad) == (base, base + 1, base + 2)
+    assert add_flamingo_special_tokens(tok) == ids and len(tok) == base + 3
