@@ -34,6 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--decoder-layers-attr", default=None, help="dotted path of the LM's layer list, if unusual"
     )
+    sizes = p.add_argument_group("perceiver / cross-attention sizes (OpenFlamingo's defaults)")
+    sizes.add_argument("--perceiver-depth", type=int, default=6)
+    sizes.add_argument("--perceiver-heads", type=int, default=8)
+    sizes.add_argument("--perceiver-dim-head", type=int, default=64)
+    sizes.add_argument("--perceiver-num-latents", type=int, default=64)
+    sizes.add_argument("--xattn-heads", type=int, default=8)
+    sizes.add_argument("--xattn-dim-head", type=int, default=64)
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="dtype of the written weights",
+    )
     p.add_argument("--out", required=True, help="output model directory")
     p.set_defaults(func=_import_openflamingo)
 
