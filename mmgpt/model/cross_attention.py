@@ -8,10 +8,9 @@ chat session computes them once and reuses them for every new token.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from mmgpt.model.perceiver import feed_forward, merge_heads, split_heads
+from mmgpt.model.perceiver import attend, feed_forward, merge_heads, split_heads
 
 
 def text_time_for_chunk(
@@ -76,10 +75,12 @@ class MaskedCrossAttention(nn.Module):
         """
         k, v = kv
         q = split_heads(self.to_q(self.norm(x)), self.heads)
-        media_time = torch.arange(k.shape[-2], device=x.device) // latents_per_image + 1
         has_media = (text_time > 0)[:, None, :, None]
-        mask = (text_time[:, None, :, None] == media_time) | ~has_media
-        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
+        mask = None
+        if k.shape[-2] > latents_per_image:  # with a single image, every token with an image sees all keys
+            media_time = torch.arange(k.shape[-2], device=x.device) // latents_per_image + 1
+            mask = (text_time[:, None, :, None] == media_time) | ~has_media
+        out = attend(q, k.to(q.dtype), v.to(q.dtype), mask)
         out = out * has_media.to(out.dtype)
         return self.to_out(merge_heads(out))
 
