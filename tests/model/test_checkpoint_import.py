@@ -226,3 +226,29 @@ def test_import_cli_reports_bad_key_without_traceback(tmp_path, hf_parts, capsys
     )
     assert code == 1
     assert "to_qq" in capsys.readouterr().err
+
+
+def test_release_with_pickled_config_object_loads_tensor_safely(tmp_path, monkeypatch):
+    """The LoRA release pickles its tuning config as a config-dict object: read it without executing code."""
+    import sys
+    import types
+
+    from mmgpt.model.checkpoints import load_torch_file
+
+    fake = types.ModuleType("mmengine.config")
+
+    class ConfigDict(dict):
+        pass
+
+    ConfigDict.__module__ = "mmengine.config"
+    ConfigDict.__qualname__ = "ConfigDict"
+    fake.ConfigDict = ConfigDict
+    monkeypatch.setitem(sys.modules, "mmengine", types.ModuleType("mmengine"))
+    monkeypatch.setitem(sys.modules, "mmengine.config", fake)
+    payload = {"model_state_dict": {"w": torch.ones(2)}, "tuning_config": ConfigDict(lora=True, lora_r=16)}
+    torch.save(payload, tmp_path / "release.pt")
+    monkeypatch.delitem(sys.modules, "mmengine.config")
+    monkeypatch.delitem(sys.modules, "mmengine")
+    loaded = load_torch_file(tmp_path / "release.pt")
+    assert dict(loaded["tuning_config"]) == {"lora": True, "lora_r": 16}
+    assert torch.equal(loaded["model_state_dict"]["w"], torch.ones(2))
