@@ -1,0 +1,112 @@
+"""The pretraining corpus standing in for OpenFlamingo's web data: interleaved image-text lines and plain text.
+
+Interleaved lines carry 1-2 images, each followed by plain statements (caption, counts, colours, positions,
+text) and `<|endofchunk|>`; text lines carry knowledge-base facts, arithmetic and word facts, and short prose.
+"""
+
+from __future__ import annotations
+
+import random
+
+from mmgpt.synth import descriptions as D
+from mmgpt.synth.knowledge import SHAPE_FACTS, WORDS, arithmetic_pairs, kb_facts
+from mmgpt.synth.nlg import be, count_phrase, plural, position_phrase, with_article
+from mmgpt.synth.scene import Scene
+from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
+
+IMAGE_TOKEN = "<image>"
+END_OF_CHUNK = "<|endofchunk|>"
+
+
+def image_statements(scene: Scene, rng: random.Random) -> str:
+    """A caption followed by 2-4 true statements about `scene` (counts, colours, positions, text)."""
+    n = len(scene.shapes)
+    pool = [f"There {be(n)} {count_phrase(n, 'shape')}."]
+    for colour in scene.colours():
+        k = scene.count(colour=colour)
+        pool.append(f"There {be(k)} {count_phrase(k, colour + ' shape')}.")
+    for kind in scene.kinds():
+        k = scene.count(kind=kind)
+        pool.append(f"There {be(k)} {count_phrase(k, kind)}.")
+    for s in scene.shapes:
+        pool.append(
+            f"There is {with_article(f'{s.size} {s.colour} {s.kind}')} {position_phrase(s.position)}."
+        )
+    absent = [c for c in COLOUR_NAMES if c not in scene.colours()]
+    if absent:
+        pool.append(f"There are no {rng.choice(absent)} shapes.")
+    if scene.word:
+        text = [f"The word {scene.word} is written at the {scene.word_band}.", f"The text says {scene.word}."]
+    else:
+        text = ["There is no text in the image."]
+    chosen = rng.sample(pool, min(len(pool), rng.randint(2, 4)))
+    return " ".join([D.caption(scene, rng), *chosen, rng.choice(text)])
+
+
+def interleaved_lines(
+    scenes: list[Scene], paths: dict[int, str], rng: random.Random, passes: int = 2
+) -> list[dict]:
+    """`passes` shuffled passes over `scenes`, grouped into lines of 1-2 images: {"images", "text"}."""
+    lines = []
+    for _ in range(passes):
+        order = list(scenes)
+        rng.shuffle(order)
+        i = 0
+        while i < len(order):
+            group = order[i : i + rng.randint(1, 2)]
+            i += len(group)
+            text = "".join(f"{IMAGE_TOKEN}{image_statements(s, rng)}{END_OF_CHUNK}" for s in group)
+            lines.append({"images": [paths[s.image_id] for s in group], "text": text})
+    return lines
+
+
+def _word_facts(word: str) -> str:
+    cat, colour = WORDS[word]
+    facts = [
+        f"The word {word} has {len(word)} letters.",
+        f"The first letter of {word} is {word[0]}.",
+        f"The word {word} reversed is {word[::-1]}.",
+        f"The word {word} in capital letters is {word.upper()}.",
+        f"{with_article(word).capitalize()} is {with_article(cat)}.",
+    ]
+    if colour:
+        facts.append(f"{with_article(word).capitalize()} is usually {colour}.")
+    return " ".join(facts)
+
+
+PROSE = [
+    "Shapes come in many kinds. A circle is round, while squares, triangles and diamonds have straight sides.",
+    "Colours help us tell things apart. Red, orange and yellow feel warm; green, blue and purple feel cool.",
+    "A picture can hold many shapes. Some are small, some are medium and some are large.",
+    "When we count objects we point at each one and say the next number aloud.",
+    "A word is made of letters. Reading a word means saying its letters together.",
+    "Big shapes take up more space than small ones, and shapes that do not touch are easy to count.",
+    "The top-left corner of a picture is where we start reading, and the bottom-right is where we stop.",
+    "Adding two numbers gives a bigger number; taking one number away from another gives a smaller one.",
+]
+
+
+def text_lines(rng: random.Random, reserved: dict[str, set[tuple[int, int]]], repeats: int = 1) -> list[dict]:
+    """Plain-text lines {"text"}: knowledge-base facts, arithmetic (never the reserved pairs), word facts, prose."""
+    lines: list[str] = []
+    facts = kb_facts()
+    for _ in range(repeats):
+        rng.shuffle(facts)
+        lines += [" ".join(facts[i : i + 4]) for i in range(0, len(facts), 4)]
+        statements = []
+        for op, word in (("sum", "plus"), ("difference", "minus")):
+            for a, b in arithmetic_pairs(op):
+                if (a, b) not in reserved[op]:
+                    statements.append(f"{a} {word} {b} equals {a + b if op == 'sum' else a - b}.")
+        rng.shuffle(statements)
+        lines += [" ".join(statements[i : i + 5]) for i in range(0, len(statements), 5)]
+        lines += [_word_facts(w) for w in WORDS]
+        for kind in KINDS:
+            c = SHAPE_FACTS[kind]["corners"]
+            lines.append(
+                f"{with_article(kind).capitalize()} has {'no' if c == 0 else c} {plural('corner', c)}. "
+                f"Two {plural(kind, 2)} together have {2 * c} corners."
+            )
+        lines += PROSE
+    rng.shuffle(lines)
+    return [{"text": t} for t in lines]

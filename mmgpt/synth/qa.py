@@ -1,0 +1,330 @@
+"""Single-round question/answer generators about a scene, shared by every dataset writer and the held-out set.
+
+Each generator takes `(scene, rng)` and returns a `QA` (question, short answer, its answer space and a
+full-sentence response) or None when the question does not apply to the scene. Phrasings are drawn from fixed
+template lists so held-out questions use phrasings seen in training. In every response the short answer is the
+*first* token that belongs to the answer space (see `mmgpt.synth.answers`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mmgpt.synth.nlg import be, capitalise, count_phrase, plural, position_phrase, with_article
+from mmgpt.synth.scene import Scene, Shape
+from mmgpt.synth.vocab import COLOUR_NAMES, KINDS, POSITIONS, SIZE_NAMES, WORD_LIST
+
+COUNT_SPACE: list[str] = [str(i) for i in range(7)]
+YES_NO: list[str] = ["yes", "no"]
+
+
+@dataclass(frozen=True)
+class QA:
+    """One question about an image: `kind` (counting|color|shape|ocr|position|size|yesno), the question, the
+    short answer, the candidate short answers and a full-sentence response."""
+
+    kind: str
+    question: str
+    answer: str
+    answer_space: list[str] | None
+    response: str
+
+
+def _words(rng: random.Random) -> bool:
+    """Whether to spell numbers as words in this response (about one time in three)."""
+    return rng.random() < 0.33
+
+
+# ---- counting ---------------------------------------------------------------------------------------------
+def count_total(scene: Scene, rng: random.Random) -> QA:
+    """How many shapes in total."""
+    n = len(scene.shapes)
+    question = rng.choice(
+        [
+            "How many shapes are there in the image?",
+            "How many shapes can you see?",
+            "Count the shapes in the picture.",
+            "How many objects are in this image?",
+        ]
+    )
+    cp = count_phrase(n, "shape", _words(rng))
+    response = rng.choice(
+        [
+            f"There {be(n)} {cp} in the image.",
+            f"I can see {cp} in the picture.",
+            f"The image contains {cp}.",
+        ]
+    )
+    return QA("counting", question, str(n), COUNT_SPACE, response)
+
+
+def count_colour(scene: Scene, rng: random.Random, colour: str | None = None) -> QA:
+    """How many shapes of one colour (a present colour most of the time, sometimes an absent one -> 0)."""
+    if colour is None:
+        colour = rng.choice(scene.colours()) if rng.random() < 0.75 else rng.choice(COLOUR_NAMES)
+    n = scene.count(colour=colour)
+    question = rng.choice(
+        [
+            f"How many {colour} shapes are there?",
+            f"How many {colour} shapes can you see?",
+            f"Count the {colour} shapes in the image.",
+        ]
+    )
+    cp = count_phrase(n, f"{colour} shape", _words(rng))
+    response = rng.choice(
+        [f"There {be(n)} {cp} in the image.", f"I can see {cp} in the image.", f"The image has {cp}."]
+    )
+    return QA("counting", question, str(n), COUNT_SPACE, response)
+
+
+def count_kind(scene: Scene, rng: random.Random, kind: str | None = None) -> QA:
+    """How many shapes of one kind."""
+    if kind is None:
+        kind = rng.choice(scene.kinds()) if rng.random() < 0.75 else rng.choice(KINDS)
+    n = scene.count(kind=kind)
+    question = rng.choice(
+        [
+            f"How many {plural(kind, 2)} are there?",
+            f"How many {plural(kind, 2)} can you see in the picture?",
+            f"Count the {plural(kind, 2)} in the image.",
+        ]
+    )
+    cp = count_phrase(n, kind, _words(rng))
+    response = rng.choice(
+        [
+            f"There {be(n)} {cp} in the picture.",
+            f"I can see {cp} in the image.",
+            f"The picture has {cp} in it.",
+        ]
+    )
+    return QA("counting", question, str(n), COUNT_SPACE, response)
+
+
+def count_colour_kind(scene: Scene, rng: random.Random) -> QA:
+    """How many shapes of one colour and kind (taken from a shape in the scene)."""
+    shape = rng.choice(scene.shapes)
+    n = scene.count(colour=shape.colour, kind=shape.kind)
+    noun = f"{shape.colour} {shape.kind}"
+    question = rng.choice(
+        [f"How many {plural(noun, 2)} are there?", f"How many {plural(noun, 2)} can you see?"]
+    )
+    cp = count_phrase(n, noun, _words(rng))
+    response = rng.choice([f"There {be(n)} {cp} in the image.", f"I can see {cp} in the picture."])
+    return QA("counting", question, str(n), COUNT_SPACE, response)
+
+
+# ---- referring to one shape -------------------------------------------------------------------------------
+def ref_without_colour(scene: Scene, shape: Shape) -> str | None:
+    """A noun phrase naming `shape` uniquely without its colour ("the circle", "the large circle",
+    "the shape at the top-left"), or None."""
+    if scene.count(kind=shape.kind) == 1:
+        return f"the {shape.kind}"
+    if scene.count(kind=shape.kind, size=shape.size) == 1:
+        return f"the {shape.size} {shape.kind}"
+    if len(scene.at(shape.position)) == 1:
+        return f"the shape {position_phrase(shape.position)}"
+    return None
+
+
+def ref_without_kind(scene: Scene, shape: Shape) -> str | None:
+    """A noun phrase naming `shape` uniquely without its kind ("the red shape", "the shape on the left")."""
+    if scene.count(colour=shape.colour) == 1:
+        return f"the {shape.colour} shape"
+    if scene.count(colour=shape.colour, size=shape.size) == 1:
+        return f"the {shape.size} {shape.colour} shape"
+    if len(scene.at(shape.position)) == 1:
+        return f"the shape {position_phrase(shape.position)}"
+    return None
+
+
+def ref_full(scene: Scene, shape: Shape) -> str | None:
+    """A noun phrase naming `shape` uniquely by colour and kind (maybe size), without its position."""
+    if scene.count(colour=shape.colour, kind=shape.kind) == 1:
+        return f"the {shape.colour} {shape.kind}"
+    if scene.count(colour=shape.colour, kind=shape.kind, size=shape.size) == 1:
+        return f"the {shape.size} {shape.colour} {shape.kind}"
+    return None
+
+
+def _pick(
+    scene: Scene, rng: random.Random, ref: Callable[[Scene, Shape], str | None]
+) -> tuple[Shape, str] | None:
+    candidates = [(s, r) for s in scene.ordered() if (r := ref(scene, s)) is not None]
+    return rng.choice(candidates) if candidates else None
+
+
+def colour_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA | None:
+    """What colour is a uniquely described shape."""
+    picked = (shape, ref_without_colour(scene, shape)) if shape else _pick(scene, rng, ref_without_colour)
+    if not picked or picked[1] is None:
+        return None
+    shape, ref = picked
+    question = rng.choice(
+        [f"What colour is {ref}?", f"Which colour does {ref} have?", f"Tell me the colour of {ref}."]
+    )
+    response = rng.choice(
+        [
+            f"{capitalise(ref)} is {shape.colour} in colour.",
+            f"{capitalise(ref)} is coloured {shape.colour}.",
+            f"It is {shape.colour}; {ref} is painted {shape.colour}.",
+        ]
+    )
+    return QA("color", question, shape.colour, list(COLOUR_NAMES), response)
+
+
+def kind_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA | None:
+    """What kind of shape is a uniquely described shape."""
+    picked = (shape, ref_without_kind(scene, shape)) if shape else _pick(scene, rng, ref_without_kind)
+    if not picked or picked[1] is None:
+        return None
+    shape, ref = picked
+    question = rng.choice(
+        [f"What shape is {ref}?", f"What kind of shape is {ref}?", f"Which shape is {ref}?"]
+    )
+    response = rng.choice(
+        [
+            f"{capitalise(ref)} is {with_article(shape.kind)}.",
+            f"That shape is {with_article(shape.kind)}.",
+            f"{capitalise(ref)} has the shape of {with_article(shape.kind)}.",
+        ]
+    )
+    return QA("shape", question, shape.kind, list(KINDS), response)
+
+
+def position_of(scene: Scene, rng: random.Random) -> QA | None:
+    """Where is a uniquely described shape."""
+    picked = _pick(scene, rng, ref_full)
+    if not picked:
+        return None
+    shape, ref = picked
+    question = rng.choice([f"Where is {ref}?", f"Where is {ref} in the image?", f"Where can you see {ref}?"])
+    where = position_phrase(shape.position)
+    response = rng.choice([f"{capitalise(ref)} is {where}.", f"It is {where} of the image."])
+    if shape.position == "centre":
+        response = f"{capitalise(ref)} is in the centre of the image."
+    return QA("position", question, shape.position, list(POSITIONS), response)
+
+
+def size_of(scene: Scene, rng: random.Random) -> QA | None:
+    """What size is a uniquely described shape."""
+    picked = _pick(scene, rng, ref_full)
+    if not picked:
+        return None
+    shape, ref = picked
+    question = rng.choice([f"What size is {ref}?", f"How big is {ref}?"])
+    response = rng.choice([f"{capitalise(ref)} is {shape.size}.", f"It is {with_article(shape.size)} one."])
+    return QA("size", question, shape.size, list(SIZE_NAMES), response)
+
+
+def what_at(scene: Scene, rng: random.Random) -> QA | None:
+    """What is at a position that holds exactly one shape."""
+    positions = [p for p in POSITIONS if len(scene.at(p)) == 1]
+    if not positions:
+        return None
+    position = rng.choice(positions)
+    shape = scene.at(position)[0]
+    where = position_phrase(position)
+    question = rng.choice([f"What is {where} of the image?", f"Which shape is {where}?"])
+    thing = f"{shape.size} {shape.colour} {shape.kind}"
+    response = rng.choice(
+        [f"There is {with_article(thing)} {where}.", f"{capitalise(with_article(thing))} is {where}."]
+    )
+    return QA("shape", question, shape.kind, list(KINDS), response)
+
+
+# ---- yes/no -----------------------------------------------------------------------------------------------
+def is_there(scene: Scene, rng: random.Random) -> QA:
+    """Is there a shape of a colour (and maybe kind)."""
+    colour = rng.choice(COLOUR_NAMES)
+    kind = rng.choice(KINDS) if rng.random() < 0.5 else None
+    noun = f"{colour} {kind}" if kind else f"{colour} shape"
+    n = scene.count(colour=colour, kind=kind)
+    question = rng.choice(
+        [f"Is there {with_article(noun)} in the image?", f"Can you see {with_article(noun)}?"]
+    )
+    if n:
+        response = f"Yes, there {be(n)} {count_phrase(n, noun, _words(rng))} in the image."
+    else:
+        response = f"No, there {be(0)} {count_phrase(0, noun)} in the image."
+    return QA("yesno", question, "yes" if n else "no", YES_NO, response)
+
+
+# ---- text in the image --------------------------------------------------------------------------------------
+OCR_QUESTIONS = [
+    "What word is written in the image?",
+    "What does the text in the image say?",
+    "Read the word in the image.",
+    "What is written in this picture?",
+]
+
+
+def ocr_word(scene: Scene, rng: random.Random) -> QA | None:
+    """What word is written (only for scenes with a word)."""
+    if not scene.word:
+        return None
+    w = scene.word
+    response = rng.choice(
+        [
+            f"The word written in the image is {w}.",
+            f"The text in the image says {w}.",
+            f"The word in the image says {w}.",
+            f"The image shows the word {w}.",
+        ]
+    )
+    return QA("ocr", rng.choice(OCR_QUESTIONS), w, list(WORD_LIST), response)
+
+
+def has_text(scene: Scene, rng: random.Random) -> QA:
+    """Is there text in the image."""
+    question = rng.choice(["Is there text in the image?", "Is there any writing in this picture?"])
+    if scene.word:
+        response = rng.choice(
+            [
+                f"Yes, the word {scene.word} is written in the image.",
+                f"Yes, the image has the word {scene.word}.",
+            ]
+        )
+    else:
+        response = rng.choice(
+            ["No, there is no text in the image.", "No, nothing is written in this picture."]
+        )
+    return QA("yesno", question, "yes" if scene.word else "no", YES_NO, response)
+
+
+def word_position(scene: Scene, rng: random.Random) -> QA | None:
+    """Where is the word written."""
+    if not scene.word:
+        return None
+    question = rng.choice(["Where is the word written?", "Where is the text in the image?"])
+    response = f"The word {scene.word} is written at the {scene.word_band} of the image."
+    return QA("position", question, scene.word_band, ["top", "bottom"], response)
+
+
+#: Generators used for plain single questions, with sampling weights.
+SINGLE_QUESTIONS: list[tuple[Callable[[Scene, random.Random], QA | None], float]] = [
+    (count_total, 3.0),
+    (count_colour, 3.0),
+    (count_kind, 2.0),
+    (count_colour_kind, 1.0),
+    (colour_of, 3.0),
+    (kind_of, 3.0),
+    (position_of, 1.5),
+    (what_at, 1.0),
+    (size_of, 1.0),
+    (is_there, 1.0),
+    (ocr_word, 3.0),
+    (has_text, 0.7),
+    (word_position, 0.5),
+]
+
+
+def random_question(scene: Scene, rng: random.Random) -> QA:
+    """Draw one applicable single-round question by weight (count_total always applies)."""
+    generators, weights = zip(*SINGLE_QUESTIONS, strict=True)
+    for _ in range(20):
+        qa = rng.choices(generators, weights=weights)[0](scene, rng)
+        if qa is not None:
+            return qa
+    return count_total(scene, rng)

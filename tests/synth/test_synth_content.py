@@ -1,0 +1,222 @@
+"""Content checks: held-out disjointness, determinism, text agreeing with the scene ground truth."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mmgpt.synth.answers import extract_answer, extract_number, tokens
+from mmgpt.synth.vocab import COLOURS, NUMBER_WORDS
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _train_ids_referenced(load) -> set[int]:
+    ids = set()
+    for name in ("detail", "complex_reasoning", "conversation"):
+        ids |= {int(r["image"].split(".")[0]) for r in load(f"llava/{name}.json")}
+    ids |= {int(r["image_id"]) for r in load("cc_sbu_align/filter_cap.json")["annotations"]}
+    ids |= {r["image_id"] for r in load("aokvqa/aokvqa_v1p0_train.json")}
+    ids |= {r["cocoid"] for r in load("coco/dataset_coco.json")["images"]}
+    ids |= {int(k) for k in load("ocr_vqa/dataset.json")}
+    ids |= {q["image_id"] for q in load("vqa/questions.json")["questions"]}
+    for line in load("pretrain/interleaved.jsonl"):
+        ids |= {int(Path(p).stem) for p in line["images"]}
+    return ids
+
+
+def test_heldout_disjoint_from_training(quick_world, load, scenes):
+    root, manifest = quick_world
+    heldout = {i for i, s in scenes.items() if s["split"] == "heldout"}
+    train = {i for i, s in scenes.items() if s["split"] == "train"}
+    assert heldout and train and not heldout & train
+    assert _train_ids_referenced(load) <= train
+    eval_images = {it["image"] for it in load("eval/heldout.jsonl") if it["image"]}
+    assert eval_images == set(manifest.image_files("heldout"))
+    train_bytes = {hashlib.sha256((root / p).read_bytes()).digest() for p in manifest.image_files("train")}
+    assert not any(hashlib.sha256((root / p).read_bytes()).digest() in train_bytes for p in eval_images)
+
+
+def _arithmetic(question: str) -> tuple[str, int, int] | None:
+    """(op, a, b) of an arithmetic question in any of the world's phrasings, else None."""
+    if m := re.match(r"Subtract (\d+) from (\d+)", question):
+        return "minus", int(m.group(2)), int(m.group(1))
+    nums = [int(x) for x in re.findall(r"\d+", question)]
+    if len(nums) != 2:
+        return None
+    op = "plus" if re.search(r"plus|sum|Add", question) else "minus"
+    return op, nums[0], nums[1]
+
+
+def test_reserved_arithmetic_never_trained(load):
+    held = {_arithmetic(it["question"]) for it in load("eval/heldout.jsonl") if it["kind"] == "language"}
+    held.discard(None)
+    assert held
+    trained = {_arithmetic(r["instruction"]) for r in load("dolly/dolly.jsonl")}
+    for r in load("alpaca/alpaca_gpt4_data.json"):
+        op = "plus" if r["instruction"].startswith("Add") else "minus"
+        if not r["input"]:
+            trained.add(_arithmetic(r["instruction"]))
+        elif r["input"] and re.fullmatch(r"\d+ and \d+", r["input"]):
+            a, b = (int(x) for x in r["input"].split(" and "))
+            trained.add((op, a, b))
+    for t in load("pretrain/text.jsonl"):
+        trained |= {
+            (op, int(a), int(b)) for a, op, b in re.findall(r"(\d+) (plus|minus) (\d+) equals", t["text"])
+        }
+    assert not held & trained
+
+
+def test_deterministic_by_hash(quick_world, tmp_path):
+    from mmgpt.synth import generate_world
+
+    root, _ = quick_world
+    generate_world(tmp_path / "again", seed=0, scale="quick", progress=False)
+    assert _digest(tmp_path / "again") == _digest(root)
+    generate_world(tmp_path / "other", seed=1, scale="quick", progress=False)
+    assert _digest(tmp_path / "other")["llava/detail.json"] != _digest(root)["llava/detail.json"]
+
+
+def test_scene_geometry(scenes):
+    for s in scenes.values():
+        assert 1 <= len(s["shapes"]) <= 6
+        boxes = []
+        for sh in s["shapes"]:
+            assert sh["extent"] >= 10
+            half = sh["extent"] // 2
+            box = (
+                sh["cx"] - half,
+                sh["cy"] - half,
+                sh["cx"] - half + sh["extent"],
+                sh["cy"] - half + sh["extent"],
+            )
+            assert min(box[0], box[1]) >= 0 and max(box[2], box[3]) <= 64
+            for other in boxes:
+                assert box[2] <= other[0] or other[2] <= box[0] or box[3] <= other[1] or other[3] <= box[1]
+            boxes.append(box)
+
+
+def test_rendered_colours_match_ground_truth(quick_world, scenes):
+    root = quick_world[0]
+    for s in list(scenes.values())[:60]:
+        pixels = np.asarray(Image.open(root / s["paths"][0]).convert("RGB"), dtype=np.int32)
+        for sh in s["shapes"]:
+            rgb = pixels[sh["cy"], sh["cx"]]
+            nearest = min(COLOURS, key=lambda c: int(((np.array(COLOURS[c]) - rgb) ** 2).sum()))
+            assert nearest == sh["colour"], (s["image_id"], sh)
+
+
+def _listing(description: str) -> Counter:
+    pattern = r"\b(?:a|an) (small|medium|large) (\w+) (\w+) (?:at|in|on) the ([a-z-]+)"
+    return Counter(re.findall(pattern, description))
+
+
+def test_detail_descriptions_match_scene(load, scenes):
+    for rec in load("llava/detail.json"):
+        scene = scenes[int(rec["image"].split(".")[0])]
+        text = rec["conversations"][1]["value"]
+        expected = Counter((s["size"], s["colour"], s["kind"], s["position"]) for s in scene["shapes"])
+        assert _listing(text) == expected, text
+        assert extract_number(text) == str(len(scene["shapes"]))
+        assert (scene["word"] is not None) == ("no text" not in text)
+        if scene["word"]:
+            assert f"word {scene['word']} " in text
+
+
+def test_caption_counts_match_scene(load, scenes):
+    for rec in load("coco/dataset_coco.json")["images"]:
+        scene = scenes[rec["cocoid"]]
+        n = len(scene["shapes"])
+        with_count = [s["raw"] for s in rec["sentences"] if " shape" in s["raw"].split(":")[0]]
+        for raw in with_count:
+            if "other shape" in raw:
+                assert NUMBER_WORDS[n - 1] in raw or (n == 1)
+            else:
+                assert extract_number(raw.split(":")[0]) == str(n), raw
+        # the grouped caption lists every (colour, kind) with the right multiplicity
+        grouped = rec["sentences"][1]["raw"]
+        counted = Counter()
+        for num, colour, kind in re.findall(
+            r"\b(a|an|\w+) (red|green|blue|yellow|purple|orange) (\w+?)s?\b[,. ]", grouped
+        ):
+            counted[(colour, kind)] += 1 if num in ("a", "an") else int(extract_number(num))
+        assert counted == Counter((s["colour"], s["kind"]) for s in scene["shapes"]), grouped
+
+
+def test_vqa_and_pretrain_counts_match_scene(load, scenes):
+    for q, a in zip(
+        load("vqa/questions.json")["questions"], load("vqa/annotations.json")["annotations"], strict=True
+    ):
+        scene = scenes[q["image_id"]]
+        m = re.match(r"How many (\w+ )?shapes", q["question"])
+        if m:
+            colour = (m.group(1) or "").strip() or None
+            expected = sum(1 for s in scene["shapes"] if colour in (None, s["colour"]))
+            assert a["multiple_choice_answer"] == str(expected), q
+    for line in load("pretrain/interleaved.jsonl"):
+        for path, chunk in zip(line["images"], line["text"].split("<|endofchunk|>"), strict=False):
+            scene = scenes[int(Path(path).stem)]
+            for num, colour in re.findall(r"There (?:is|are) (\d+) (\w+ )?shapes?\.", chunk):
+                colour = colour.strip() or None
+                assert int(num) == sum(1 for s in scene["shapes"] if colour in (None, s["colour"])), chunk
+
+
+def test_heldout_references_carry_their_answers(load, scenes):
+    for it in load("eval/heldout.jsonl"):
+        if it["kind"] in ("caption", "open"):
+            continue
+        assert extract_answer(it["kind"], it["reference"], it["answer_space"]) == it["answer"], it
+        if it["kind"] == "counting" and it["question"].startswith("How many shapes"):
+            scene = scenes[int(Path(it["image"]).stem)]
+            assert it["answer"] == str(len(scene["shapes"]))
+
+
+def test_followups_need_the_earlier_answer(load):
+    chains = 0
+    for rec in load("llava/conversation.json"):
+        conv = rec["conversations"]
+        for i in range(2, len(conv), 2):
+            if conv[i]["value"] in ("And if one more were added?", "What if one more were added?"):
+                before = extract_number(conv[i - 1]["value"])
+                after = extract_number(conv[i + 1]["value"])
+                assert int(after) == int(before) + 1, conv
+                chains += 1
+    assert chains > 0
+    for it in load("eval/heldout.jsonl"):
+        if it["kind"] == "followup":
+            assert it["question"] not in it["history"][0]["question"]
+            assert (
+                "that" in tokens(it["question"])
+                or "it" in tokens(it["question"])
+                or it["question"].startswith(("And", "What if", "How many of"))
+                or "its" in tokens(it["question"])
+            ), it["question"]
+
+
+def test_good_responses_are_full_sentences(load):
+    """Responses of the instruction datasets (not detailed descriptions) have 5-30 words and end a sentence."""
+    responses = [
+        m["value"]
+        for name in ("conversation", "complex_reasoning")
+        for r in load(f"llava/{name}.json")
+        for m in r["conversations"]
+        if m["from"] == "gpt"
+    ]
+    responses += [a for r in load("ocr_vqa/dataset.json").values() for a in r["answers"]]
+    responses += [r["response"] for r in load("dolly/dolly.jsonl")]
+    responses += [r["output"] for r in load("alpaca/alpaca_gpt4_data.json")]
+    for text in responses:
+        assert 5 <= len(text.split()) <= 30, text
+        assert text[0].isupper() or text[0].isdigit(), text
+        assert text.endswith("."), text
