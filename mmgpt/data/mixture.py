@@ -1,0 +1,211 @@
+"""The paper's joint scheme: every micro-step one vision-language batch and one language-only batch.
+
+Each stream cycles through its samples independently, re-shuffled every pass with its own seeded RNG; rank r of
+w sees every w-th sample of the shared permutation (disjoint shards). `state_dict()` captures the exact position so
+a resumed run sees the same subsequent batches. A weighted single-stream mixture is provided too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from mmgpt.data.collate import collate
+from mmgpt.data.config import DataConfig
+from mmgpt.data.dataset import ExampleBuilder, ReadResult, read_dataset
+from mmgpt.data.sources import Sample
+from mmgpt.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+class SampleStream:
+    """An endless stream of batches over `samples` (shuffled per pass, sharded by rank)."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        builder: ExampleBuilder,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        name: str = "stream",
+    ):
+        if not samples:
+            raise DataError(f"{name}: no usable samples")
+        if world_size > len(samples):
+            raise DataError(f"{name}: {len(samples)} samples cannot be sharded over {world_size} processes")
+        self.samples, self.builder, self.batch_size = samples, builder, batch_size
+        self.seed, self.rank, self.world_size, self.name = seed, rank, world_size, name
+        self.epoch, self.cursor = 0, 0
+        self._order = self._shard(0)
+
+    def _shard(self, epoch: int) -> np.ndarray:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.samples))
+        return order[self.rank :: self.world_size]
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in this rank's shard per pass."""
+        return len(self._order)
+
+    def next_examples(self) -> list:
+        """The next `batch_size` usable examples (skipped samples are counted by the builder)."""
+        batch, misses = [], 0
+        while len(batch) < self.batch_size:
+            if self.cursor >= len(self._order):
+                self.epoch += 1
+                self.cursor = 0
+                self._order = self._shard(self.epoch)
+            example = self.builder.build(self.samples[int(self._order[self.cursor])])
+            self.cursor += 1
+            if example is None:
+                misses += 1
+                if misses > 2 * len(self._order) + self.batch_size:
+                    raise DataError(f"{self.name}: no usable samples ({self.builder.skips.summary()})")
+                continue
+            batch.append(example)
+        return batch
+
+    def next_batch(self) -> dict:
+        """The next collated batch (see `collate`)."""
+        return collate(self.next_examples(), self.builder.tokenizer.pad_token_id)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self._order = self._shard(self.epoch)
+
+
+class JointStream:
+    """Yields (vl_batch, lang_batch) per micro-step; either side is None when its stream has no datasets."""
+
+    def __init__(
+        self, vision_language: SampleStream | None, language: SampleStream | None, reports: list[ReadResult]
+    ):
+        if vision_language is None and language is None:
+            raise DataError("no usable samples in either the vision-language or the language stream")
+        self.vision_language, self.language, self.reports = vision_language, language, reports
+
+    @property
+    def num_samples(self) -> dict[str, int]:
+        """Per-rank samples per pass of each stream."""
+        return {
+            "vision_language": self.vision_language.num_samples if self.vision_language else 0,
+            "language": self.language.num_samples if self.language else 0,
+        }
+
+    def __iter__(self) -> Iterator[tuple[dict | None, dict | None]]:
+        while True:
+            yield self.next()
+
+    def next(self) -> tuple[dict | None, dict | None]:
+        vl = self.vision_language.next_batch() if self.vision_language else None
+        lang = self.language.next_batch() if self.language else None
+        return vl, lang
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "vision_language": self.vision_language.state_dict() if self.vision_language else None,
+            "language": self.language.state_dict() if self.language else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.vision_language and state.get("vision_language"):
+            self.vision_language.load_state_dict(state["vision_language"])
+        if self.language and state.get("language"):
+            self.language.load_state_dict(state["language"])
+
+
+class WeightedStream:
+    """Single-stream mixture: each example comes from dataset i with probability weight_i / sum(weights)."""
+
+    def __init__(self, streams: list[SampleStream], weights: list[float], batch_size: int, seed: int = 0):
+        if not streams:
+            raise DataError("weighted mixture needs at least one dataset")
+        self.streams, self.batch_size = streams, batch_size
+        self.probs = np.asarray(weights, dtype=float) / float(sum(weights))
+        self.rng = np.random.default_rng(seed)
+
+    def next_batch(self) -> dict:
+        examples = []
+        for choice in self.rng.choice(len(self.streams), size=self.batch_size, p=self.probs):
+            examples.extend(self.streams[int(choice)].next_examples())
+        return collate(examples, self.streams[0].builder.tokenizer.pad_token_id)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "streams": [s.state_dict() for s in self.streams]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        for stream, s in zip(self.streams, state["streams"], strict=True):
+            stream.load_state_dict(s)
+
+
+def read_all(config: DataConfig) -> tuple[list[ReadResult], list[ReadResult]]:
+    """Read every dataset of both streams; returns (vision_language results, language results)."""
+    return [read_dataset(s, config) for s in config.vision_language], [
+        read_dataset(s, config) for s in config.language
+    ]
+
+
+def build_joint_stream(
+    config: DataConfig,
+    tokenizer: Any,
+    image_processor: Any,
+    batch_size: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int | None = None,
+) -> JointStream:
+    """Read the datasets and return the paper's joint VL + language stream for this rank.
+
+    Raises DataError before training when a configured stream ends up with no usable sample.
+    """
+    seed = config.seed if seed is None else seed
+    vl_results, lang_results = read_all(config)
+    streams = []
+    for label, results, offset in (("vision-language", vl_results, 0), ("language", lang_results, 1)):
+        samples = [s for r in results for s in r.samples]
+        if not results:
+            streams.append(None)
+            continue
+        if not samples:
+            details = "; ".join(
+                f"{r.spec.label}: {r.records_read} read, {r.skips.summary()}" for r in results
+            )
+            raise DataError(f"no usable {label} samples ({details})")
+        builder = ExampleBuilder(tokenizer, image_processor, config.max_length, config.strict)
+        streams.append(SampleStream(samples, builder, batch_size, seed + offset, rank, world_size, label))
+        logger.info("%s stream: %d samples from %d dataset(s)", label, len(samples), len(results))
+    return JointStream(streams[0], streams[1], vl_results + lang_results)
+
+
+def build_weighted_stream(
+    config: DataConfig,
+    tokenizer: Any,
+    image_processor: Any,
+    batch_size: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+) -> WeightedStream:
+    """All datasets of both lists in one stream, sampled by their `weight`."""
+    vl_results, lang_results = read_all(config)
+    streams, weights = [], []
+    for i, result in enumerate(vl_results + lang_results):
+        if not result.samples:
+            continue
+        builder = ExampleBuilder(tokenizer, image_processor, config.max_length, config.strict)
+        streams.append(
+            SampleStream(
+                result.samples, builder, 1, config.seed + 10 + i, rank, world_size, result.spec.label
+            )
+        )
+        weights.append(result.spec.weight)
+    return WeightedStream(streams, weights, batch_size, config.seed + rank)
