@@ -1,0 +1,87 @@
+"""Training checkpoints: written atomically (temporary directory, then rename), the last K kept.
+
+A checkpoint holds what resuming needs to continue exactly: trainable weights (safetensors), optimizer,
+scheduler and grad-scaler states, RNG states, the data position and the step (`state.pt`, tensors and plain
+containers only, so it loads with `weights_only=True`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from mmgpt.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+PREFIX = "step-"
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters that require grad, by name (contiguous CPU copies)."""
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, model: torch.nn.Module, extra: dict[str, Any], keep_last: int
+) -> Path:
+    """Write `run_dir/checkpoints/step-NNNNNN` atomically and prune older ones; returns its path."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:06d}"
+    tmp = root / f".tmp-{PREFIX}{step:06d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+    state = {
+        **extra,
+        "step": step,
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+    }
+    torch.save(state, tmp / "state.pt")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary leftovers of a killed run are ignored)."""
+    root = run_dir / "checkpoints"
+    if not root.exists():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / "state.pt").exists())
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module) -> dict[str, Any]:
+    """Load trainable weights into `model` and return the rest of the state (RNG states restored here)."""
+    try:
+        weights = load_file(str(path / "trainable.safetensors"))
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    own = dict(model.named_parameters())
+    missing = [n for n, p in own.items() if p.requires_grad and n not in weights]
+    unknown = [n for n in weights if n not in own]
+    if missing or unknown:
+        raise CheckpointError(
+            f"{path}: checkpoint does not match the model (missing {missing[:5]}, unknown {unknown[:5]})"
+        )
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            own[name].copy_(tensor)
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(_as_tuple(state["rng"]["python"]))
+    return state
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,242 @@
+"""Training configuration: dataclasses that are at once the YAML's keys and the CLI's `dotted.key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmgpt.errors import ConfigError
+
+
+@dataclass
+class ModelSection:
+    """Where the model comes from: one of `path`, HF parts (`vision_encoder` + `lang_model`), or `tiny`."""
+
+    path: str | None = None
+    vision_encoder: str | None = None
+    lang_model: str | None = None
+    tokenizer: str | None = None
+    openflamingo_checkpoint: str | None = None
+    cross_attn_every_n_layers: int = 4
+    media_attention: str = "immediate"
+    tiny: dict[str, Any] | None = None
+    tokenizer_vocab_size: int = 2000
+
+
+@dataclass
+class LoraSection:
+    """LoRA settings for the `instruct` stage (see mmgpt.model.lora.LoraSettings)."""
+
+    r: int = 16
+    alpha: int = 16
+    dropout: float = 0.0
+    preset: str = "release"
+    target_modules: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DataSection:
+    """`config`: a data YAML (instruct stage); `world`: a synthetic world dir (pretrain stage)."""
+
+    config: str | None = None
+    world: str | None = None
+    batch_size: int = 1
+    max_length: int | None = None
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.03
+    max_steps: int | None = None
+    epochs: float = 1.0
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class PrecisionSection:
+    dtype: str = "bf16"
+    gradient_checkpointing: bool = False
+    low_precision_frozen_weights: bool = True
+
+
+@dataclass
+class LoggingSection:
+    log_every: int = 1
+    save_every: int = 100
+    keep_last: int = 2
+    progress: bool = True
+    tensorboard: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """The whole run. `stage`: `instruct` (freeze + LoRA, joint VL + language: the paper) or `pretrain`."""
+
+    stage: str = "instruct"
+    seed: int = 0
+    output_dir: str = "runs/train"
+    model: ModelSection = field(default_factory=ModelSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    precision: PrecisionSection = field(default_factory=PrecisionSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+
+    def validate(self) -> TrainConfig:
+        """Check ranges and combinations; raises ConfigError naming the dotted key."""
+        checks = [
+            ("stage", self.stage in ("instruct", "pretrain"), "must be instruct or pretrain"),
+            ("optim.lr", self.optim.lr > 0, "must be > 0"),
+            ("optim.grad_accum", self.optim.grad_accum >= 1, "must be >= 1"),
+            ("optim.max_grad_norm", self.optim.max_grad_norm >= 0, "must be >= 0"),
+            ("optim.warmup_ratio", 0 <= self.optim.warmup_ratio < 1, "must be in [0, 1)"),
+            ("optim.warmup_steps", self.optim.warmup_steps >= 0, "must be >= 0"),
+            ("optim.epochs", self.optim.epochs > 0, "must be > 0"),
+            ("optim.max_steps", self.optim.max_steps is None or self.optim.max_steps >= 1, "must be >= 1"),
+            ("optim.min_lr_ratio", 0 <= self.optim.min_lr_ratio <= 1, "must be in [0, 1]"),
+            ("data.batch_size", self.data.batch_size >= 1, "must be >= 1"),
+            (
+                "precision.dtype",
+                self.precision.dtype in ("fp32", "bf16", "fp16"),
+                "must be fp32, bf16 or fp16",
+            ),
+            ("logging.save_every", self.logging.save_every >= 1, "must be >= 1"),
+            ("logging.keep_last", self.logging.keep_last >= 1, "must be >= 1"),
+            ("logging.log_every", self.logging.log_every >= 1, "must be >= 1"),
+            ("lora.r", self.lora.r >= 1, "must be >= 1"),
+            ("lora.dropout", 0 <= self.lora.dropout < 1, "must be in [0, 1)"),
+        ]
+        for key, ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{key} {message}")
+        sources = [
+            self.model.path is not None,
+            self.model.lang_model is not None,
+            self.model.tiny is not None,
+        ]
+        if sum(sources) != 1:
+            raise ConfigError(
+                "model: set exactly one of model.path, model.lang_model (+ vision_encoder), model.tiny"
+            )
+        if self.model.lang_model and not self.model.vision_encoder:
+            raise ConfigError("model.vision_encoder is required with model.lang_model")
+        if self.stage == "instruct" and not self.data.config:
+            raise ConfigError("data.config is required for the instruct stage")
+        if self.stage == "pretrain" and not self.data.world:
+            raise ConfigError("data.world is required for the pretrain stage")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate dataclass `cls` from a mapping, recursing into nested sections and checking types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else key
+        if key not in names:
+            raise ConfigError(f"unknown key {dotted}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, dotted)
+        else:
+            kwargs[key] = _coerce(value, hint, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: invalid value {value!r}")
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if origin is list and isinstance(value, list):
+        return list(value)
+    if origin is dict and isinstance(value, dict):
+        return dict(value)
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """`["optim.lr=1e-4", "data.config=x.yaml"]` -> nested dict (values parsed as YAML scalars)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form dotted.key=value")
+        key, raw = item.split("=", 1)
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "tiny"
+            else value
+        )
+    return out
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a training YAML (or start from defaults), apply overrides, validate.
+
+    Relative paths in the YAML stay relative to the working directory; `${CONFIG_DIR}` expands to the YAML's folder.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text().replace("${CONFIG_DIR}", str(path.parent.resolve()))
+            data = yaml.safe_load(text) or {}
+        except OSError as err:
+            raise ConfigError(f"cannot read {path}: {err.strerror or err}") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML: {err}") from err
+    data = _merge(data, parse_overrides(overrides or []))
+    return _build(TrainConfig, data, "").validate()

@@ -1,0 +1,342 @@
+"""The joint LoRA instruction-tuning loop (and the from-scratch pretraining of the synthetic base).
+
+Each micro-step runs one vision-language batch and one language-only batch (which skips the vision path), each
+loss weighted equally and divided by the accumulation count, so an optimizer step sees the mean over its
+accumulated batches. The gradient is clipped once per optimizer step, on the full accumulated gradient.
+Distributed runs use torch.distributed + DDP (launched with torchrun); gradients are synchronised only on the last
+backward of each optimizer step (`no_sync` before).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from mmgpt.errors import ConfigError, MmgptError
+from mmgpt.train.checkpointing import list_checkpoints, load_checkpoint, save_checkpoint
+from mmgpt.train.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLoss(MmgptError):
+    """The loss became NaN or infinite."""
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def build_training_model(config: TrainConfig, run_dir: Path) -> Any:
+    """The model for this run, with the right parts trainable (LoRA for instruct, everything for pretrain)."""
+    from mmgpt.model.builder import build_from_parts, build_model, tiny_config
+    from mmgpt.model.checkpoints import load_model, load_openflamingo_checkpoint
+    from mmgpt.model.image_processing import FlamingoImageProcessor
+    from mmgpt.model.lora import LoraSettings, apply_lora
+    from mmgpt.model.tokenizer import add_flamingo_special_tokens, special_token_ids
+
+    m = config.model
+    if m.path:
+        model = load_model(m.path)
+        model.train()
+    elif m.lang_model:
+        model = build_from_parts(
+            m.vision_encoder,
+            m.lang_model,
+            m.tokenizer,
+            cross_attn_every_n_layers=m.cross_attn_every_n_layers,
+            media_attention=m.media_attention,
+        )
+        if m.openflamingo_checkpoint:
+            load_openflamingo_checkpoint(model, m.openflamingo_checkpoint)
+    else:
+        tokenizer = _tiny_tokenizer(config, run_dir)
+        add_flamingo_special_tokens(tokenizer)
+        torch.manual_seed(config.seed)
+        try:
+            cfg = tiny_config(len(tokenizer), special_token_ids(tokenizer), **(m.tiny or {}))
+        except TypeError as err:
+            raise ConfigError(f"model.tiny: {err}") from err
+        model = build_model(cfg)
+        model.tokenizer = tokenizer
+        model.image_processor = FlamingoImageProcessor(cfg.image_size)
+    if config.stage == "instruct":
+        lora = config.lora
+        apply_lora(
+            model,
+            LoraSettings(
+                r=lora.r,
+                alpha=lora.alpha,
+                dropout=lora.dropout,
+                preset=lora.preset,
+                target_modules=list(lora.target_modules),
+            ),
+        )
+    else:
+        model.requires_grad_(True)
+    if config.precision.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if (
+        config.precision.dtype == "bf16"
+        and config.precision.low_precision_frozen_weights
+        and config.stage == "instruct"
+    ):
+        from mmgpt.model.precision import cast_frozen_parameters
+
+        cast_frozen_parameters(model, torch.bfloat16)
+    return model
+
+
+def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    from mmgpt.data import templates
+    from mmgpt.model.tokenizer import train_bpe_tokenizer
+    from mmgpt.train.pretrain_data import corpus_texts
+
+    if config.model.tokenizer:
+        return AutoTokenizer.from_pretrained(config.model.tokenizer)
+    if not config.data.world:
+        raise ConfigError("model.tokenizer is required for a tiny model without data.world")
+    world = Path(config.data.world)
+    texts = corpus_texts(world)
+    # The template's fixed strings and the world's instruction texts belong in the vocabulary too.
+    fixed = [
+        templates.PREAMBLE,
+        templates.IMAGE_HEADER,
+        templates.INSTRUCTION_HEADER,
+        templates.INPUT_HEADER,
+        templates.RESPONSE_HEADER,
+        *templates.CAPTION_INSTRUCTIONS,
+    ]
+    texts += fixed * 50 + _instruction_texts(world)
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=config.model.tokenizer_vocab_size)
+    return tokenizer
+
+
+def _instruction_texts(world: Path) -> list[str]:
+    texts: list[str] = []
+    for path in sorted(world.glob("*/*.json")) + sorted(world.glob("*/*.jsonl")):
+        if "eval" in path.parts or "world.json" in path.name:
+            continue
+        raw = path.read_text(encoding="utf-8")
+        texts.extend(line for line in raw.replace('\\"', "'").split('"') if len(line) > 3)
+    return texts
+
+
+def _batch_tokens(batch: dict | None) -> int:
+    return 0 if batch is None else int(batch["attention_mask"].sum())
+
+
+def _forward_loss(model: Any, batch: dict, device: torch.device, precision: str) -> torch.Tensor:
+    vision_x = batch["vision_x"]
+    with torch.autocast(
+        device.type, dtype=AUTOCAST.get(precision, torch.float32), enabled=precision in AUTOCAST
+    ):
+        out = model(
+            vision_x.to(device) if vision_x is not None else None,
+            batch["lang_x"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+            labels=batch["labels"].to(device),
+        )
+    return out.loss.float()
+
+
+def cosine_lambda(total: int, warmup: int, min_ratio: float):
+    """LR multiplier: linear warmup, then cosine decay to `min_ratio`."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def run_training(config: TrainConfig, resume: bool = True) -> Path:
+    """Run (or resume) training as configured; returns the final model directory (`output_dir/model`)."""
+    from mmgpt.data.config import load_data_config
+    from mmgpt.data.mixture import build_joint_stream
+    from mmgpt.train.metrics import MetricsWriter, plot_losses
+    from mmgpt.train.pretrain_data import build_pretrain_stream
+
+    rank, world_size = _dist_info()
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed + rank)
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
+    model = build_training_model(config, run_dir).to(device)
+    model.train()
+    if rank == 0:
+        config.save(run_dir / "config.yaml")
+
+    batch = config.data.batch_size
+    if config.stage == "instruct":
+        data_config = load_data_config(config.data.config)
+        data_config.image_size = model.config.image_size
+        if config.data.max_length:
+            data_config.max_length = config.data.max_length
+        stream = build_joint_stream(
+            data_config, model.tokenizer, model.image_processor, batch, rank, world_size, config.seed
+        )
+    else:
+        stream = build_pretrain_stream(
+            Path(config.data.world),
+            model.tokenizer,
+            model.image_processor,
+            batch,
+            config.data.max_length or 256,
+            config.seed,
+            rank,
+            world_size,
+        )
+    samples = max(stream.num_samples.values())
+    per_step = config.optim.grad_accum * batch
+    total_steps = config.optim.max_steps or max(1, math.ceil(config.optim.epochs * samples / per_step))
+    warmup = config.optim.warmup_steps or int(config.optim.warmup_ratio * total_steps)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("nothing to train: no parameter requires grad")
+    optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_lambda(total_steps, warmup, config.optim.min_lr_ratio)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision.dtype == "fp16")
+    ddp = model
+    if world_size > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+
+    start = 0
+    existing = list_checkpoints(run_dir) if resume else []
+    if existing:
+        state = load_checkpoint(existing[-1], model)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        stream.load_state_dict(state["data"][rank] if isinstance(state["data"], list) else state["data"])
+        start = int(state["step"])
+        logger.info("resumed from %s (step %d of %d)", existing[-1], start, total_steps)
+    trainable = sum(p.numel() for p in params)
+    if rank == 0:
+        logger.info(
+            "training %s parameters for %d steps (%d processes x batch %d x accumulation %d)",
+            f"{trainable:,}",
+            total_steps,
+            world_size,
+            batch,
+            config.optim.grad_accum,
+        )
+
+    metrics = MetricsWriter(run_dir / "metrics.jsonl", truncate_after=start) if rank == 0 else None
+    progress = None
+    if rank == 0 and config.logging.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total_steps, initial=start, desc=config.stage, unit="step", dynamic_ncols=True)
+    accum = config.optim.grad_accum
+    for step in range(start, total_steps):
+        t0 = time.perf_counter()
+        sums = {"vl": 0.0, "lang": 0.0}
+        tokens = 0
+        for micro in range(accum):
+            vl_batch, lang_batch = stream.next()
+            pairs = [(k, b) for k, b in (("vl", vl_batch), ("lang", lang_batch)) if b is not None]
+            for j, (kind, b) in enumerate(pairs):
+                last = micro == accum - 1 and j == len(pairs) - 1
+                sync = contextlib.nullcontext() if (last or ddp is model) else ddp.no_sync()
+                with sync:
+                    loss = _forward_loss(ddp, b, device, config.precision.dtype)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLoss(
+                            f"non-finite {kind} loss ({loss.item()}) at step {step + 1}; the last good checkpoint "
+                            f"is kept in {run_dir / 'checkpoints'}"
+                        )
+                    scaler.scale(loss / accum).backward()
+                sums[kind] += loss.item() / accum
+                tokens += _batch_tokens(b)
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm or float("inf"))
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        elapsed = time.perf_counter() - t0
+        done = step + 1
+        loss_total = sums["vl"] + sums["lang"]
+        if metrics is not None:
+            metrics.write(
+                {
+                    "step": done,
+                    "loss": loss_total,
+                    "loss_vl": sums["vl"],
+                    "loss_lang": sums["lang"],
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": tokens * world_size / max(elapsed, 1e-9),
+                }
+            )
+        if progress is not None:
+            progress.set_postfix(
+                loss=f"{loss_total:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens * world_size / elapsed:.0f}"
+            )
+            progress.update(1)
+        if done % config.logging.save_every == 0 or done == total_steps:
+            data_state = stream.state_dict()
+            if world_size > 1:
+                gathered: list[Any] = [None] * world_size
+                dist.all_gather_object(gathered, data_state)
+                data_state = gathered
+            if rank == 0:
+                save_checkpoint(
+                    run_dir,
+                    done,
+                    model,
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "data": data_state,
+                    },
+                    config.logging.keep_last,
+                )
+            if world_size > 1:
+                dist.barrier()
+    if progress is not None:
+        progress.close()
+    model_dir = run_dir / "model"
+    if rank == 0:
+        model.eval()
+        from mmgpt.model.checkpoints import save_model_dir
+
+        save_model_dir(model, model_dir)
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        logger.info("wrote %s", model_dir)
+    if world_size > 1:
+        dist.barrier()
+    return model_dir
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The per-step metrics of a run."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
