@@ -1,0 +1,59 @@
+"""A quick synthetic world and a tiny pretrained base for training tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmgpt.train.config import load_train_config
+from mmgpt.train.loop import run_training
+
+TINY = (
+    "model.tiny={hidden_size: 48, num_layers: 2, num_heads: 2, intermediate_size: 96, vision_width: 32, "
+    "vision_layers: 1, vision_heads: 2, image_size: 32, patch_size: 8, cross_attn_every_n_layers: 1, "
+    "perceiver_depth: 1, perceiver_heads: 2, perceiver_dim_head: 16, num_latents: 4, xattn_heads: 2, "
+    "xattn_dim_head: 16, gate_init: 1.0}"
+)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    from mmgpt.synth import generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, seed=0, scale="quick", progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def base_model(world, tmp_path_factory):
+    run = tmp_path_factory.mktemp("base")
+    config = load_train_config(
+        None,
+        [
+            "stage=pretrain",
+            f"data.world={world}",
+            f"output_dir={run}",
+            TINY,
+            "model.tokenizer_vocab_size=600",
+            "data.batch_size=4",
+            "optim.max_steps=3",
+            "optim.lr=1e-3",
+            "logging.progress=false",
+        ],
+    )
+    return run_training(config)
+
+
+def instruct_args(world, base_model, run_dir, *extra):
+    """Overrides for a tiny instruct run."""
+    return [
+        f"data.config={world}/datasets.yaml",
+        f"model.path={base_model}",
+        f"output_dir={run_dir}",
+        "data.batch_size=2",
+        "optim.lr=1e-3",
+        "optim.warmup_steps=1",
+        "logging.progress=false",
+        "lora.r=4",
+        *extra,
+    ]

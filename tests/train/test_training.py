@@ -1,0 +1,168 @@
+"""Training: config validation, the joint loop, resume after SIGKILL, NaN stop, outputs, merge, DDP equivalence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmgpt.errors import ConfigError
+from mmgpt.model.checkpoints import load_model
+from mmgpt.train.config import load_train_config
+from mmgpt.train.loop import NonFiniteLoss, read_metrics, run_training
+from tests.train.conftest import instruct_args
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key optim.learning_rate"):
+        load_train_config(None, ["model.path=x", "data.config=y", "optim.learning_rate=1"])
+    with pytest.raises(ConfigError, match="optim.grad_accum"):
+        load_train_config(None, ["model.path=x", "data.config=y", "optim.grad_accum=0"])
+    with pytest.raises(ConfigError, match="data.batch_size: expected int"):
+        load_train_config(None, ["model.path=x", "data.config=y", "data.batch_size=two"])
+    (tmp_path / "c.yaml").write_text("model: {path: x}\ndata: {config: y, colour: red}\n")
+    with pytest.raises(ConfigError, match="unknown key data.colour"):
+        load_train_config(tmp_path / "c.yaml")
+
+
+def test_instruct_run_outputs_and_merge(world, base_model, tmp_path):
+    run = tmp_path / "run"
+    model_dir = run_training(
+        load_train_config(
+            None, instruct_args(world, base_model, run, "optim.max_steps=3", "logging.save_every=2")
+        )
+    )
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert {"loss", "loss_vl", "loss_lang", "lr", "grad_norm", "tokens_per_s"} <= set(rows[0])
+    assert all(r["loss_vl"] > 0 and r["loss_lang"] > 0 for r in rows)
+    assert (run / "config.yaml").exists() and (run / "loss.png").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-000002",
+        "step-000003",
+    ]  # keep_last=2
+    model = load_model(model_dir)
+    assert (model_dir / "adapter" / "adapter_config.json").exists()
+    ids = torch.tensor([[model.tokenizer.bos_token_id, model.config.media_token_id, 5, 6]])
+    assert model.generate(torch.zeros(1, 1, 1, 3, 32, 32), ids, max_new_tokens=3).shape == (1, 7)
+    from mmgpt.cli import main
+
+    assert main(["merge", "--model", str(model_dir), "--out", str(tmp_path / "merged")]) == 0
+    merged = load_model(tmp_path / "merged")
+    assert not (tmp_path / "merged" / "adapter").exists()
+    vision = torch.randn(1, 1, 1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            merged(vision, ids).logits, model(vision, ids).logits, atol=1e-4, rtol=1e-4
+        )
+
+
+def test_only_lora_is_trained(world, base_model, tmp_path):
+    from safetensors.torch import load_file
+
+    run_training(
+        load_train_config(None, instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=1"))
+    )
+    names = load_file(str(tmp_path / "r" / "checkpoints" / "step-000001" / "trainable.safetensors")).keys()
+    assert names and all("lora_" in n for n in names)
+
+
+def test_nan_loss_stops_with_the_step(world, base_model, tmp_path, monkeypatch):
+    import mmgpt.train.loop as loop
+
+    real = loop._forward_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 4 else loss
+
+    monkeypatch.setattr(loop, "_forward_loss", poisoned)
+    config = load_train_config(
+        None, instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=5", "logging.save_every=1")
+    )
+    with pytest.raises(NonFiniteLoss, match="step 3"):
+        run_training(config)
+    assert (tmp_path / "r" / "checkpoints" / "step-000002").exists()
+
+
+def _cli(args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "mmgpt", "-q", "train", *args], env=env, **kw)
+
+
+def test_sigkill_then_resume_reproduces_every_loss(world, base_model, tmp_path):
+    steps = ["optim.max_steps=8", "logging.save_every=2", "logging.keep_last=1"]
+    reference = tmp_path / "ref"
+    assert _cli(instruct_args(world, base_model, reference, *steps)).wait(timeout=300) == 0
+    expected = [r["loss"] for r in read_metrics(reference / "metrics.jsonl")]
+
+    killed = tmp_path / "killed"
+    proc = _cli(instruct_args(world, base_model, killed, *steps))
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        metrics = killed / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (killed / "model").exists(), "the run must have been killed before finishing"
+    assert _cli([*instruct_args(world, base_model, killed, *steps), "--resume"]).wait(timeout=300) == 0
+    resumed = read_metrics(killed / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == list(range(1, 9))
+    assert [r["loss"] for r in resumed] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.timeout(600)
+def test_two_processes_match_one_process_with_double_batch(tmp_path, base_model):
+    """DDP with 2 x batch b gives the LoRA weights of 1 x batch 2b (equal-length samples)."""
+    from safetensors.torch import load_file
+
+    rows = [
+        {"instruction": f"Item number {i}?", "input": "", "output": "The same answer."} for i in range(16)
+    ]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "data.yaml").write_text("language:\n  - {type: alpaca_gpt4, ann_path: a.json}\n")
+    common = [
+        f"data.config={tmp_path / 'data.yaml'}",
+        f"model.path={base_model}",
+        "optim.max_steps=3",
+        "optim.lr=1e-2",
+        "optim.warmup_steps=1",
+        "logging.progress=false",
+        "lora.r=4",
+        "precision.dtype=fp32",
+        "optim.grad_accum=2",
+    ]
+    assert _cli([*common, f"output_dir={tmp_path / 'one'}", "data.batch_size=4"]).wait(timeout=300) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        "-m",
+        "mmgpt",
+        "-q",
+        "train",
+        *common,
+        f"output_dir={tmp_path / 'two'}",
+        "data.batch_size=2",
+    ]
+    assert subprocess.run(cmd, env=env, timeout=400).returncode == 0
+    one = load_file(str(tmp_path / "one" / "checkpoints" / "step-000003" / "trainable.safetensors"))
+    two = load_file(str(tmp_path / "two" / "checkpoints" / "step-000003" / "trainable.safetensors"))
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=0)
+    assert Path(tmp_path / "two" / "model" / "config.json").exists()
