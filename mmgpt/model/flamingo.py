@@ -218,6 +218,12 @@ class Flamingo(nn.Module):
         generated = generate(self, vision_x, lang_x, attention_mask, options, streamer=streamer)
         return torch.cat([lang_x, generated.to(lang_x.device)], dim=1)
 
+    def chat(self, **options: Any) -> Any:
+        """A new multi-round `mmgpt.infer.ChatSession` on this model (options: max_new_tokens, do_sample, ...)."""
+        from mmgpt.infer.session import ChatSession
+
+        return ChatSession(self, **options)
+
     # ----------------------------------------------------------------------------------------------- I/O
     def save_pretrained(self, directory: str, safe_max_shard_size: str = "5GB") -> None:
         """Write a model directory loadable by `mmgpt.load_model` (see checkpoints.save_model_dir)."""

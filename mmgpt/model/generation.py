@@ -9,6 +9,7 @@ round processes only its new tokens and an image is encoded once per conversatio
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -236,6 +237,22 @@ def decode(
     """
     if options.num_beams > 1:
         return _beam_search(model, state, logits, options)
+    generated = []
+    for next_tokens in decode_steps(model, state, logits, options, should_stop):
+        generated.append(next_tokens)
+        if streamer is not None:
+            streamer.put(next_tokens.cpu())
+    if streamer is not None:
+        streamer.end()
+    if not generated:
+        return torch.zeros(state.batch_size, 0, dtype=torch.long, device=logits.device)
+    return torch.stack(generated, dim=1)
+
+
+def decode_steps(
+    model: Any, state: DecodeState, logits: torch.Tensor, options: GenerationOptions, should_stop: Any = None
+) -> Iterator[torch.Tensor]:
+    """Greedy or sampled decoding as a generator: yields each step's tokens (B,) as soon as they are chosen."""
     b = state.batch_size
     device = logits.device
     procs = options.logits_processors(state.token_ids.shape[1])
@@ -244,7 +261,6 @@ def decode(
         generator = torch.Generator(device=device).manual_seed(options.seed)
     eos = torch.tensor(options.eos_token_ids or [-1], device=device)
     finished = torch.zeros(b, dtype=torch.bool, device=device)
-    generated: list[torch.Tensor] = []
     rows: list[list[int]] = [[] for _ in range(b)]
     for step in range(options.max_new_tokens):
         scores = procs(state.token_ids, logits)
@@ -254,10 +270,8 @@ def decode(
         else:
             next_tokens = scores.argmax(dim=-1)
         next_tokens = torch.where(finished, torch.full_like(next_tokens, options.pad_token_id), next_tokens)
-        generated.append(next_tokens)
         state.token_ids = torch.cat([state.token_ids, next_tokens[:, None]], dim=1)
-        if streamer is not None:
-            streamer.put(next_tokens.cpu())
+        state.pending = next_tokens[:, None]
         newly_done = torch.isin(next_tokens, eos) & ~finished
         if should_stop is not None:
             for r in range(b):
@@ -266,15 +280,11 @@ def decode(
                     if not newly_done[r] and should_stop(rows[r]):
                         newly_done[r] = True
         finished |= newly_done
-        state.pending = next_tokens[:, None]
+        yield next_tokens
         if finished.all() or step == options.max_new_tokens - 1:
             break
-        logits = prefill(model, state, None)
-    if streamer is not None:
-        streamer.end()
-    if not generated:
-        return torch.zeros(b, 0, dtype=torch.long, device=device)
-    return torch.stack(generated, dim=1)
+        with torch.no_grad():
+            logits = prefill(model, state, None)
 
 
 def truncate_cache(cache: DynamicCache, length: int) -> None:

@@ -1,0 +1,110 @@
+"""`mmgpt chat`: a terminal chat that streams replies; scriptable through a pipe (one message per line)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_generation_flags(p: argparse.ArgumentParser) -> None:
+    """Generation options shared by the chat, web and serve commands."""
+    g = p.add_argument_group("generation")
+    g.add_argument("--max-new-tokens", type=int, default=256)
+    g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--num-beams", type=int, default=1)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default=None, help="compute dtype (default: as saved)"
+    )
+
+
+def generation_options(args: argparse.Namespace) -> dict:
+    """ChatOptions keyword arguments from parsed flags."""
+    return {
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": args.sample,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "num_beams": args.num_beams,
+        "repetition_penalty": args.repetition_penalty,
+        "stop": tuple(args.stop),
+        "seed": args.seed,
+    }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `mmgpt chat`."""
+    p = subparsers.add_parser(
+        "chat",
+        help="chat with a model in the terminal",
+        description="Commands: /image PATH attaches an image to your next message, /reset starts over, /save FILE "
+        "writes the transcript, /quit exits. With stdin a pipe, each line is a message and only replies are printed.",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument(
+        "--image", action="append", default=[], help="image attached to the first message (repeatable)"
+    )
+    add_generation_flags(p)
+    p.set_defaults(func=_chat)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmgpt.errors import MmgptError
+    from mmgpt.infer.session import ChatSession, load_pil
+    from mmgpt.model.checkpoints import load_model
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    model = load_model(args.model, dtype=args.dtype)
+    session = ChatSession(model, **generation_options(args))
+    pending = [load_pil(p) for p in args.image]
+    if interactive:
+        print("mmgpt chat: /image PATH, /reset, /save FILE, /quit", flush=True)
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("/"):
+            command, _, rest = line.partition(" ")
+            rest = rest.strip()
+            try:
+                if command == "/quit":
+                    break
+                if command == "/reset":
+                    session.reset()
+                    pending = []
+                    print("(conversation reset)", flush=True)
+                elif command == "/image":
+                    pending.append(load_pil(Path(rest).expanduser()))
+                    print(f"(image attached: {rest})", flush=True)
+                elif command == "/save":
+                    session.save(rest)
+                    print(f"(saved {rest})", flush=True)
+                else:
+                    print(
+                        f"unknown command {command}; use /image, /reset, /save, /quit",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            except MmgptError as err:
+                print(f"error: {err}", file=sys.stderr, flush=True)
+            continue
+        if interactive:
+            print("mmgpt> ", end="", flush=True)
+        for delta in session.stream(line, images=pending):
+            print(delta, end="", flush=True)
+        print(flush=True)
+        pending = []
+    return 0

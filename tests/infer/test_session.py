@@ -1,0 +1,142 @@
+"""Chat sessions: training-identical rendering, cache reuse, context policy, concurrency, the terminal chat."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+from PIL import Image
+
+from mmgpt.data.templates import encode_conversation
+from mmgpt.infer import ChatSession
+
+
+def img(colour):
+    return Image.new("RGB", (40, 40), colour)
+
+
+@pytest.fixture
+def model(make_tiny_model):
+    return make_tiny_model(gate_init=1.0)
+
+
+def test_session_ids_equal_training_rendering_and_reuse_cache(model):
+    session = model.chat(max_new_tokens=6)
+    session.ask("What is in the picture?", images=[img("red")])
+    first = session.prefilled_tokens
+    session.ask("And what colour is it?")
+    session.ask("Compare with this one.", images=[img("blue")])
+    session.ask("Beam please.", num_beams=2)
+    assert session.token_ids() == encode_conversation(session.conversation(), model.tokenizer).input_ids
+    second_round_cost = (
+        len(
+            model.tokenizer(
+                "\n\n### Instruction:\nAnd what colour is it?\n\n### Response:\n", add_special_tokens=False
+            ).input_ids
+        )
+        + 1
+    )
+    # the second round ran only its own prompt plus the pending token that closed round one
+    assert session.prefilled_tokens - first > 0
+    assert first > second_round_cost
+    assert [h["num_images"] for h in session.history] == [1, 0, 1, 0]
+
+
+def test_second_round_runs_only_new_tokens(model, monkeypatch):
+    import mmgpt.model.generation as gen
+
+    seen = []
+    real = gen.prefill
+
+    def spy(m, state, ids, mask=None):
+        seen.append(0 if ids is None else ids.shape[1])
+        return real(m, state, ids, mask)
+
+    monkeypatch.setattr(gen, "prefill", spy)
+    session = ChatSession(model, max_new_tokens=3)
+    session.ask("Describe it.", images=[img("green")])
+    seen.clear()
+    session.ask("Again?")
+    from mmgpt.data.templates import Conversation, Turn, encode_continuation
+
+    turns = [*session.conversation().turns[:1], Turn("Again?", None)]
+    new_prompt = encode_continuation(Conversation(turns), model.tokenizer)
+    assert seen[0] == len(new_prompt) < len(session.token_ids()) // 2  # only the new round's prompt ran
+
+
+def test_stop_strings_and_streaming(model):
+    session = ChatSession(model, max_new_tokens=12, do_sample=True, seed=3, temperature=1.5)
+    deltas = list(session.stream("Say something.", images=[img("red")]))
+    full = "".join(deltas)
+    assert full == session.history[-1]["assistant"]
+    first = full.strip()[:1]
+    if first:
+        again = ChatSession(model, max_new_tokens=12, do_sample=True, seed=3, temperature=1.5, stop=(first,))
+        assert first not in again.ask("Say something.", images=[img("red")])
+
+
+def test_context_overflow_drops_oldest_rounds(model):
+    session = ChatSession(model, max_new_tokens=4, max_context=150)
+    for i in range(6):
+        session.ask(f"Question number {i} about the shapes?", images=[img("red")] if i == 0 else None)
+    assert len(session.history) < 6
+    assert session.token_ids() == encode_conversation(session.conversation(), model.tokenizer).input_ids
+
+
+def test_concurrent_sessions_match_sequential(model):
+    questions = ["What is this?", "Tell me more.", "Anything else?"]
+
+    def run(colour):
+        s = ChatSession(model, max_new_tokens=5)
+        return [s.ask(q, images=[img(colour)] if i == 0 else None) for i, q in enumerate(questions)]
+
+    colours = ["red", "blue", "green"]
+    expected = {c: run(c) for c in colours}
+    got = {}
+    threads = [threading.Thread(target=lambda c=c: got.__setitem__(c, run(c))) for c in colours]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert got == expected
+
+
+def test_v1_mode_reruns_when_a_later_round_adds_an_image(make_tiny_model):
+    model = make_tiny_model(gate_init=1.0, media_attention="openflamingo_v1")
+    session = ChatSession(model, max_new_tokens=3)
+    session.ask("First?", images=[img("red")])
+    before = session.prefilled_tokens
+    session.ask("Second?", images=[img("blue")])
+    assert session.prefilled_tokens - before > len(session.token_ids()) - 10  # the whole conversation re-ran
+    assert session.token_ids() == encode_conversation(session.conversation(), model.tokenizer).input_ids
+
+
+def test_terminal_chat_through_a_pipe(model, tmp_path):
+    model.save_pretrained(tmp_path / "m")
+    img("red").save(tmp_path / "a.png")
+    script = f"/image {tmp_path / 'a.png'}\nWhat is this?\nAnd then?\n/image {tmp_path / 'missing.png'}\n/save {tmp_path / 't.json'}\n"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmgpt",
+            "-q",
+            "chat",
+            "--model",
+            str(tmp_path / "m"),
+            "--max-new-tokens",
+            "4",
+        ],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cannot read image" in out.stderr
+    transcript = json.loads((tmp_path / "t.json").read_text())
+    assert [r["user"] for r in transcript["rounds"]] == ["What is this?", "And then?"]
+    assert transcript["rounds"][0]["num_images"] == 1
