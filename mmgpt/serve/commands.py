@@ -1,0 +1,68 @@
+"""`mmgpt serve` (OpenAI-compatible API) and `mmgpt web` (Gradio page)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `mmgpt serve` and `mmgpt web`."""
+    p = subparsers.add_parser("serve", help="OpenAI-compatible chat completions API")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    p.add_argument(
+        "--model-name", default=None, help="model id reported by the API (default: directory name)"
+    )
+    p.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for")
+    p.add_argument("--max-images", type=int, default=8, help="images per request")
+    p.add_argument("--max-request-mb", type=float, default=20.0)
+    p.add_argument(
+        "--allow-remote-images", action="store_true", help="let the server fetch http(s) image URLs"
+    )
+    p.add_argument("--allow-local-images", action="store_true", help="let requests name file:// images")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
+    p.set_defaults(func=_serve)
+
+    w = subparsers.add_parser("web", help="Gradio web page: upload an image and chat")
+    w.add_argument("--model", required=True)
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=7860)
+    w.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
+    w.set_defaults(func=_web)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import uvicorn
+
+    from mmgpt.model.checkpoints import load_model
+    from mmgpt.serve.api import ChatService, ServerLimits, create_app
+
+    model = load_model(args.model, dtype=args.dtype)
+    limits = ServerLimits(
+        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        max_images=args.max_images,
+        max_tokens=args.max_tokens,
+        allow_remote_images=args.allow_remote_images,
+        allow_local_images=args.allow_local_images,
+    )
+    service = ChatService(model, args.model_name or Path(args.model).resolve().name, limits, args.api_key)
+    print(f"serving {service.model_name} on http://{args.host}:{args.port}/v1", flush=True)
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _web(args: argparse.Namespace) -> int:
+    from mmgpt.model.checkpoints import load_model
+    from mmgpt.serve.web import build_app
+
+    model = load_model(args.model, dtype=args.dtype)
+    app = build_app(model)
+    print(f"web UI on http://{args.host}:{args.port}", flush=True)
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=args.host, server_port=args.port, show_api=False
+    )
+    return 0

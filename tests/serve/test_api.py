@@ -1,0 +1,177 @@
+"""The OpenAI-compatible API driven by the official `openai` client, including every bad request."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import httpx
+import openai
+import pytest
+
+from tests.serve.conftest import data_url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="sekret", max_retries=0, timeout=60)
+
+
+def image_message(text="What is in the image?", colour="red"):
+    return {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": data_url(colour)}},
+        ],
+    }
+
+
+def test_plain_completion_with_image(client):
+    reply = client.chat.completions.create(model="tiny", messages=[image_message()], max_tokens=5)
+    assert reply.object == "chat.completion"
+    assert isinstance(reply.choices[0].message.content, str)
+    assert reply.usage.completion_tokens >= 1 and reply.usage.prompt_tokens > 10
+    assert reply.choices[0].finish_reason in ("stop", "length")
+
+
+def test_streamed_completion_matches_plain(client):
+    messages = [
+        image_message(),
+        {"role": "assistant", "content": "A red square."},
+        {"role": "user", "content": "Sure?"},
+    ]
+    plain = client.chat.completions.create(model="tiny", messages=messages, max_tokens=6, seed=1)
+    chunks = list(
+        client.chat.completions.create(model="tiny", messages=messages, max_tokens=6, seed=1, stream=True)
+    )
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == plain.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_raw_stream_ends_with_done(server):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": True}
+    r = httpx.post(
+        f"{server}/v1/chat/completions", json=body, headers={"Authorization": "Bearer sekret"}, timeout=60
+    )
+    assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+
+
+def test_models_and_health(client, server):
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    assert httpx.get(f"{server}/health").json()["status"] == "ok"
+
+
+BAD = {
+    "malformed json": (b"{not json", 400),
+    "empty messages": ({"messages": []}, 400),
+    "unknown role": ({"messages": [{"role": "wizard", "content": "hi"}]}, 400),
+    "bad base64": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}],
+                }
+            ]
+        },
+        400,
+    ),
+    "not an image": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}
+                    ],
+                }
+            ]
+        },
+        400,
+    ),
+    "remote url": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}],
+                }
+            ]
+        },
+        400,
+    ),
+    "file url": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}],
+                }
+            ]
+        },
+        400,
+    ),
+    "too many pixels": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": data_url(size=(600, 600))}}],
+                }
+            ]
+        },
+        400,
+    ),
+    "too many images": ({"messages": [image_message(), image_message(), image_message()]}, 400),
+    "n > 1": ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, 400),
+    "max tokens": ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}, 400),
+    "too large": ({"messages": [{"role": "user", "content": "x" * 300_000}]}, 413),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_requests_get_4xx_and_server_keeps_serving(server, client, case):
+    payload, status = BAD[case]
+    headers = {"Authorization": "Bearer sekret"}
+    if isinstance(payload, bytes):
+        r = httpx.post(
+            f"{server}/v1/chat/completions",
+            content=payload,
+            headers={**headers, "content-type": "application/json"},
+        )
+    else:
+        r = httpx.post(f"{server}/v1/chat/completions", json=payload, headers=headers, timeout=30)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["message"] and error["type"]
+    ok = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "still there?"}], max_tokens=2
+    )
+    assert ok.choices[0].message.content is not None
+
+
+def test_api_key_is_required(server):
+    r = httpx.post(f"{server}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    bad = openai.OpenAI(base_url=f"{server}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_concurrent_requests_are_queued_not_interleaved(client):
+    def ask(colour):
+        return (
+            client.chat.completions.create(
+                model="tiny", messages=[image_message(colour=colour)], max_tokens=5
+            )
+            .choices[0]
+            .message.content
+        )
+
+    colours = ["red", "blue", "green", "yellow"]
+    sequential = [ask(c) for c in colours]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(ask, colours))
+    assert parallel == sequential
