@@ -1,0 +1,34 @@
+"""`mmgpt demo --quick`: every stage runs and writes results.json and a usable model directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_quick_demo(tmp_path, capsys):
+    from mmgpt.cli import main
+    from mmgpt.model.checkpoints import load_model
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quick"]) == 0
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert set(results) == {"seconds", "tuned", "base", "chance"}
+    for key in (
+        "counting_acc",
+        "color_acc",
+        "ocr_em",
+        "caption_f1",
+        "language_acc",
+        "followup_acc",
+        "mean_response_words",
+    ):
+        assert key in results["tuned"] and key in results["base"] and key in results["chance"]
+    out = capsys.readouterr().out
+    assert "transcript" in out and "tuned" in out
+    model = load_model(tmp_path / "demo" / "model")
+    assert model.chat(max_new_tokens=3).ask("Hello?") is not None
+    # The base is cached: a second run skips pretraining.
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quick"]) == 0
+    assert "using the cached base model" in capsys.readouterr().out
