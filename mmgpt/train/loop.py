@@ -129,12 +129,18 @@ def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
 
 
 def _instruction_texts(world: Path) -> list[str]:
-    texts: list[str] = []
-    for path in sorted(world.glob("*/*.json")) + sorted(world.glob("*/*.jsonl")):
-        if "eval" in path.parts or "world.json" in path.name:
-            continue
-        raw = path.read_text(encoding="utf-8")
-        texts.extend(line for line in raw.replace('\\"', "'").split('"') if len(line) > 3)
+    """User and assistant texts of the world's instruction datasets (when it has a datasets.yaml)."""
+    from mmgpt.data.config import load_data_config
+    from mmgpt.data.mixture import read_all
+
+    if not (world / "datasets.yaml").exists():
+        return []
+    vl, lang = read_all(load_data_config(world / "datasets.yaml"))
+    texts = []
+    for result in vl + lang:
+        for sample in result.samples:
+            for turn in sample.conversation.turns:
+                texts += [turn.user, turn.assistant or "", turn.input or ""]
     return texts
 
 
