@@ -18,4 +18,9 @@ def test_shipped_configs_validate(name):
 def test_paper_recipe_values():
     c = load_train_config(CONFIGS / "paper_mmgpt.yaml")
     assert (c.optim.lr, c.optim.grad_accum, c.data.batch_size, c.optim.epochs) == (1e-5, 16, 1, 1.0)
-    assert (c.lora.r, c.lora.alpha, c.lora.preset, c.model.cross_attn_every_n_layers) == (16, 16, "release", 4)
+    assert (c.lora.r, c.lora.alpha, c.lora.preset, c.model.cross_attn_every_n_layers) == (
+        16,
+        16,
+        "release",
+        4,
+    )
