@@ -6,10 +6,11 @@
   `mmgpt data inspect` flags that data.
 - RQ3: the untuned base prompted with the template vs the tuned model: instruction following is learned.
 
-Reuses the demo's world and cached base (run `mmgpt demo` first, or pass --demo-dir). Writes
-experiments/results/ablations.md and ablations.png.
+Reuses the demo's world and its cached base (run `mmgpt demo` first; the base is found by the demo's cache key).
+Every variant is tuned exactly like the demo (configs/synthetic_mmgpt.yaml plus the demo's step count) and
+evaluated on the same held-out items. Writes experiments/results/ablations.{md,json,png}.
 
-    python experiments/ablations.py [--demo-dir runs/demo] [--steps 400]
+    python experiments/ablations.py [--demo-dir runs/demo] [--cache-dir ~/.cache/mmgpt] [--steps N]
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ VARIANTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo-dir", default=str(ROOT / "runs" / "demo"))
-    parser.add_argument("--steps", type=int, default=None, help="tuning steps (default: the config's)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="the demo's base cache (default: the demo's default)"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="tuning steps (default: the demo's)")
     parser.add_argument("--eval-limit", type=int, default=None)
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     args = parser.parse_args()
 
+    from mmgpt.demo import FULL_TUNE, base_dir_for
     from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout
     from mmgpt.model.checkpoints import load_model
     from mmgpt.train.config import load_train_config
@@ -44,10 +49,13 @@ def main() -> None:
 
     demo = Path(args.demo_dir)
     world = demo / "world"
-    bases = sorted((demo / ".cache").glob("base-*/model/config.json"))
-    if not world.exists() or not bases:
-        sys.exit(f"no world/base in {demo}: run `mmgpt demo --out {demo}` first")
-    base_dir = bases[-1].parent
+    if not (world / "world.json").exists():
+        sys.exit(f"no world in {demo}: run `mmgpt demo --out {demo}` first")
+    meta = json.loads((world / "world.json").read_text())
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    base_dir = base_dir_for(meta["seed"], meta["scale"] == "quick", cache) / "model"
+    if not (base_dir / "config.json").exists():
+        sys.exit(f"no cached base at {base_dir}: run `mmgpt demo --out {demo}` first")
     heldout = world / "eval" / "heldout.jsonl"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,6 +68,7 @@ def main() -> None:
             f"output_dir={run}",
             "logging.progress=false",
         ]
+        overrides += FULL_TUNE
         if args.steps:
             overrides.append(f"optim.max_steps={args.steps}")
         start = time.perf_counter()
@@ -101,10 +110,34 @@ def main() -> None:
     lines = ["| variant | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for name, m in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in metrics) + " |")
-    lines += ["", "`mmgpt data inspect` on the VQA-augmented mix:", "", *[f"    {w}" for w in warnings]]
+    lines += ["", *_findings(results), ""]
+    lines += [
+        "`mmgpt data inspect` on the VQA-augmented mix:",
+        "",
+        *[f"    {w}" for w in warnings or ["(no warning)"]],
+    ]
     (out / "ablations.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _plot(results, out / "ablations.png")
+
+
+def _findings(results: dict) -> list[str]:
+    """One line per research question, with the measured numbers (whatever direction they point)."""
+    joint, vl, vqa = (results[n] for n in VARIANTS)
+    base = results["untuned base + template"]
+
+    def diff(a: dict, b: dict, key: str) -> str:
+        return f"{a[key]:.3f} vs {b[key]:.3f} ({a[key] - b[key]:+.3f})"
+
+    better = [k for k in joint if k != "mean_response_words" and joint[k] > base[k]]
+    return [
+        f"- RQ1 joint vs vision-language-only tuning: language accuracy {diff(joint, vl, 'language_acc')}; "
+        f"follow-up accuracy {diff(joint, vl, 'followup_acc')}.",
+        f"- RQ2 adding one/two-word VQA data: mean words on open-ended prompts "
+        f"{diff(vqa, joint, 'mean_response_words')} (with VQA vs without).",
+        f"- RQ3 tuned vs untuned base with the same template: tuned is higher on {len(better)} of "
+        f"{len(joint) - 1} accuracy metrics ({', '.join(better) or 'none'}).",
+    ]
 
 
 def _plot(results: dict, path: Path) -> None:

@@ -12,7 +12,8 @@ def test_quick_demo(tmp_path, capsys):
     from mmgpt.cli import main
     from mmgpt.model.checkpoints import load_model
 
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--quick"]) == 0
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", *cache]) == 0
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert set(results) == {"seconds", "tuned", "base", "chance"}
     for key in (
@@ -29,6 +30,6 @@ def test_quick_demo(tmp_path, capsys):
     assert "transcript" in out and "tuned" in out
     model = load_model(tmp_path / "demo" / "model")
     assert model.chat(max_new_tokens=3).ask("Hello?") is not None
-    # The base is cached: a second run skips pretraining.
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--quick"]) == 0
+    # The base is cached across output directories: a second run skips pretraining.
+    assert main(["demo", "--out", str(tmp_path / "demo2"), "--quick", *cache]) == 0
     assert "using the cached base model" in capsys.readouterr().out

@@ -16,7 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "[,pattern=COCO_val2014_{image_id:012d}.jpg] (VQA accuracy), or "
         "coco:ann=dataset_coco.json,images=DIR[,split=test] (CIDEr).",
     )
-    p.add_argument("--model", required=True)
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a model directory (a tuned model or an untuned base, prompted with the same template), or "
+        "`chance` for the chance baseline of a held-out file",
+    )
     p.add_argument("--data", required=True, metavar="SPEC")
     p.add_argument("--limit", type=int, default=None, help="items per kind (heldout) or in total (vqa/coco)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -49,6 +54,11 @@ def _eval(args: argparse.Namespace) -> int:
     from mmgpt.model.checkpoints import load_model
 
     kind, fields = _parse_spec(args.data)
+    if args.model == "chance":
+        if kind != "heldout":
+            raise ConfigError("--model chance needs a held-out jsonl file (it uses each item's answer_space)")
+        shown = runner.chance(runner.load_heldout(fields["path"], args.limit))
+        return _report({"model": "chance", "data": args.data, "metrics": shown}, shown, args.out)
     model = load_model(args.model)
     if kind == "heldout":
         metrics, records = runner.evaluate_heldout(
@@ -84,9 +94,16 @@ def _eval(args: argparse.Namespace) -> int:
         except KeyError as err:
             raise ConfigError(f"--data {args.data}: missing field {err}") from err
         report = {"model": args.model, "data": args.data, "metrics": shown}
+    return _report(report, shown, args.out)
+
+
+def _report(report: dict, shown: dict, out: str | None) -> int:
+    """Print the headline metrics and write the JSON report."""
+    from pathlib import Path
+
     for name, value in shown.items():
         print(f"{name:<22}{value}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"report written to {args.out}")
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"report written to {out}")
     return 0

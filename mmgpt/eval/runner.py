@@ -2,7 +2,7 @@
 
 Prompts are rendered with the training template (history rounds complete, the question open), generated greedily
 in batches with left padding, and scored per item kind. The `chance` scorer gives the expected accuracy of guessing
-uniformly from each item's answer space (caption F1 and response length are 0 for chance).
+uniformly from each item's answer space (see `chance` for captions and response length).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import random
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,15 +148,30 @@ def score(items: Sequence[dict], replies: Sequence[str]) -> dict[str, float]:
     return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
 
 
-def chance(items: Sequence[dict]) -> dict[str, float]:
-    """Expected metrics of uniform guessing from each item's answer space (0 for captions and lengths)."""
+def chance(items: Sequence[dict], seed: int = 0) -> dict[str, float]:
+    """Expected metrics of a model that ignores the image and the question.
+
+    Accuracy metrics: uniform guessing from each item's answer space (expected accuracy 1/|space|). Caption F1:
+    the keyword F1 of a caption of *another* held-out image drawn at random (seeded), i.e. a fluent caption that
+    is right only by luck, standing in for "a random training caption". Response length: 0 (nothing is said).
+    """
+    from mmgpt.synth.answers import keyword_f1
+
+    rng = random.Random(seed)
+    captions = [i for i in items if i["kind"] == "caption" and i.get("reference")]
     values: dict[str, list[float]] = defaultdict(list)
     for item in items:
         metric = METRIC_OF_KIND.get(item["kind"])
-        space = item.get("answer_space") or []
-        if metric in ("caption_f1", "mean_response_words") or metric is None:
-            values[metric or "none"].append(0.0)
+        if metric is None:
+            continue
+        if metric == "caption_f1":
+            others = [c for c in captions if c.get("image") != item.get("image")]
+            drawn = rng.choice(others)["reference"] if others else ""
+            values[metric].append(keyword_f1(drawn, item.get("keywords") or []))
+        elif metric == "mean_response_words":
+            values[metric].append(0.0)
         else:
+            space = item.get("answer_space") or []
             values[metric].append(1.0 / len(space) if space else 0.0)
     return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
 
@@ -240,10 +255,3 @@ def evaluate_coco(
     replies = generate_answers(model, items, batch_size, max_new_tokens)
     refs = [[s["raw"] for s in e["sentences"]] for e in entries]
     return {"cider": round(cider_d(replies, refs), 4), "items": len(items)}
-
-
-def random_caption_chance(items: Sequence[dict], seed: int = 0) -> Callable[[dict], str]:
-    """A stand-in predictor returning a random reference (documented alternative chance baseline)."""
-    rng = random.Random(seed)
-    refs = [i.get("reference", "") for i in items if i["kind"] == "caption"]
-    return lambda _item: rng.choice(refs) if refs else ""

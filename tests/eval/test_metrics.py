@@ -21,6 +21,19 @@ def test_vqa_normalisation_and_accuracy():
     assert exact_match("A Red.", "red") == 1.0 and response_words("a b  c") == 3
 
 
+def test_vqa_punctuation_rules_and_partial_credit():
+    # Punctuation next to a space is deleted, inside a word it becomes a space; a digit comma is always deleted.
+    assert normalize_vqa("hello-world") == "hello world"
+    assert normalize_vqa("yes , sir") == "yes sir"
+    assert normalize_vqa("1,000") == "1000"
+    # A period is stripped unless it sits between digits.
+    assert normalize_vqa("Yes.") == "yes" and normalize_vqa("3.5") == "3.5"
+    assert normalize_vqa("An Apple") == "apple" and normalize_vqa("none") == "0"
+    # 2 of 10 humans: 2 leave-one-out subsets keep one match (1/3), 8 keep both (2/3): (2/3 + 16/3) / 10 = 0.6.
+    assert vqa_accuracy("2", ["2", "2"] + ["3"] * 8) == pytest.approx(0.6)
+    assert vqa_accuracy("anything", []) == 0.0
+
+
 def test_cider_by_hand():
     # Two images; each prediction equals its only reference. Every n-gram occurs in one of two documents, so
     # idf = log(2) for all and each n with n-grams has cosine 1 and no length penalty. Image 1 has 1-, 2- and
@@ -34,6 +47,16 @@ def test_cider_by_hand():
     score_long = cider_d(["a red circle x y", "blue square"], [["a red circle"], ["blue square"]])
     assert 2.5 < score_long < 6.25
     assert math.isfinite(score_long)
+    # By hand: unseen n-grams get idf log(N) like the seen ones, so every weight is log 2 and cancels. Unigrams:
+    # 3 shared of 5 vs 3 -> 3/sqrt(15); bigrams 2/sqrt(8); trigrams 1/sqrt(3); 4-grams 0 (empty reference).
+    expected_a = 10 / 4 * math.exp(-4 / 72) * (3 / math.sqrt(15) + 2 / math.sqrt(8) + 1 / math.sqrt(3))
+    assert score_long == pytest.approx((expected_a + 5.0) / 2)
+    # Clipping: "red red" against "red circle" counts "red" once: 1 / (2 * sqrt(2)) on unigrams, 0 on bigrams.
+    clipped = cider_d(["red red", "blue square"], [["red circle"], ["blue square"]])
+    assert clipped == pytest.approx((10 / 4 / (2 * math.sqrt(2)) + 5.0) / 2)
+    # Several references: the score is their mean.
+    two_refs = cider_d(["a b", "c d"], [["a b", "x y"], ["c d"]])
+    assert two_refs == pytest.approx((10 / 4 * 2 / 2 + 10 / 4 * 2) / 2)
 
 
 def test_score_and_chance():
@@ -48,6 +71,16 @@ def test_score_and_chance():
     assert metrics["counting_acc"] == 1.0 and metrics["color_acc"] == 0.0
     assert metrics["mean_response_words"] == 4 and metrics["caption_f1"] == 1.0
     assert chance(items)["counting_acc"] == 0.25 and chance(items)["color_acc"] == 0.5
+    assert chance(items)["mean_response_words"] == 0.0
+
+
+def test_chance_caption_uses_another_images_caption():
+    items = [
+        {"kind": "caption", "image": "a.jpg", "keywords": ["red", "circle"], "reference": "A red circle."},
+        {"kind": "caption", "image": "b.jpg", "keywords": ["red", "square"], "reference": "A red square."},
+    ]
+    # Each item draws the other's caption: one keyword of two right, one of two said wrong -> F1 0.5.
+    assert chance(items)["caption_f1"] == pytest.approx(0.5)
 
 
 def test_eval_cli_on_a_tiny_model(make_tiny_model, tmp_path, capsys):
@@ -85,3 +118,50 @@ def test_eval_cli_on_a_tiny_model(make_tiny_model, tmp_path, capsys):
         "mean_response_words",
     }
     assert len(report["items"]) == 16 and report["chance"]["counting_acc"] > 0
+
+
+def test_eval_cli_chance_and_real_formats(make_tiny_model, tmp_path, capsys):
+    from mmgpt.cli import main
+    from mmgpt.synth import generate_world
+
+    world = tmp_path / "w"
+    generate_world(world, seed=0, scale="quick", progress=False)
+    heldout = world / "eval" / "heldout.jsonl"
+    assert main(["eval", "--model", "chance", "--data", str(heldout), "--out", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["metrics"]["counting_acc"] > 0
+
+    make_tiny_model(image_size=64).save_pretrained(tmp_path / "m")
+    images = sorted((world / "eval" / "images").glob("*.jpg"))[:3]
+    ids = [int(p.stem) for p in images]
+    (tmp_path / "q.json").write_text(
+        json.dumps(
+            {"questions": [{"image_id": i, "question": "What colour?", "question_id": i} for i in ids]}
+        )
+    )
+    annotations = [{"question_id": i, "answers": [{"answer": "red"}] * 10} for i in ids]
+    (tmp_path / "a.json").write_text(json.dumps({"annotations": annotations}))
+    spec = f"vqa:questions={tmp_path / 'q.json'},annotations={tmp_path / 'a.json'},images={world / 'eval' / 'images'}"
+    spec += ",pattern={image_id:012d}.jpg"
+    args = ["--model", str(tmp_path / "m"), "--max-new-tokens", "3", "--batch-size", "2"]
+    assert main(["eval", *args, "--data", spec, "--out", str(tmp_path / "v.json")]) == 0
+    vqa = json.loads((tmp_path / "v.json").read_text())["metrics"]
+    assert vqa["items"] == 3 and 0.0 <= vqa["vqa_accuracy"] <= 100.0
+
+    karpathy = {
+        "images": [
+            {
+                "filepath": "images",
+                "filename": p.name,
+                "split": "test",
+                "cocoid": int(p.stem),
+                "sentences": [{"raw": "A red circle."}, {"raw": "Shapes on a light background."}],
+            }
+            for p in images
+        ]
+    }
+    (tmp_path / "k.json").write_text(json.dumps(karpathy))
+    spec = f"coco:ann={tmp_path / 'k.json'},images={world / 'eval'},split=test"
+    assert main(["eval", *args, "--data", spec, "--out", str(tmp_path / "k_out.json")]) == 0
+    coco = json.loads((tmp_path / "k_out.json").read_text())["metrics"]
+    assert coco["items"] == 3 and coco["cider"] >= 0.0
+    assert main(["eval", "--model", "chance", "--data", spec]) != 0  # chance needs answer spaces
