@@ -7,6 +7,7 @@ peft wraps `model.lang_encoder`, so adapter keys come out exactly as in the rele
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,7 +71,10 @@ def apply_lora(model: Flamingo, settings: LoraSettings | None = None) -> Flaming
         raise ConfigError("the model already has LoRA adapters; merge them first (mmgpt merge)")
     model.requires_grad_(False)
     try:
-        model.lang_encoder = get_peft_model(model.lang_encoder, settings.peft_config())
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing` alias; nothing for users to act on
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            model.lang_encoder = get_peft_model(model.lang_encoder, settings.peft_config())
     except ValueError as err:
         raise ConfigError(
             f"LoRA targets {settings.targets()} match no module of the language model: {err}"
