@@ -205,7 +205,12 @@ def _attach_saved_adapter(model: Flamingo, adapter_dir: Path, settings: dict[str
 
     if not adapter_dir.exists():
         raise CheckpointError(f"config.json lists LoRA adapters but {adapter_dir} is missing")
-    model.lang_encoder = PeftModel.from_pretrained(model.lang_encoder, str(adapter_dir), is_trainable=False)
+    from mmgpt.model.lora import quiet_peft
+
+    with quiet_peft():
+        model.lang_encoder = PeftModel.from_pretrained(
+            model.lang_encoder, str(adapter_dir), is_trainable=False
+        )
     model.config.lora = LoraSettings(**settings).to_dict()
 
 

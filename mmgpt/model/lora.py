@@ -6,8 +6,10 @@ peft wraps `model.lang_encoder`, so adapter keys come out exactly as in the rele
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,6 +63,15 @@ class LoraSettings:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence the FutureWarning peft triggers by reading transformers' deprecated `is_gradient_checkpointing`
+    alias: it is about peft's code, not the user's, and there is nothing to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
+
+
 def apply_lora(model: Flamingo, settings: LoraSettings | None = None) -> Flamingo:
     """Freeze the whole model and add trainable LoRA adapters to the language decoder (in place; returns model).
 
@@ -71,9 +82,7 @@ def apply_lora(model: Flamingo, settings: LoraSettings | None = None) -> Flaming
         raise ConfigError("the model already has LoRA adapters; merge them first (mmgpt merge)")
     model.requires_grad_(False)
     try:
-        with warnings.catch_warnings():
-            # peft reads transformers' deprecated `is_gradient_checkpointing` alias; nothing for users to act on
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        with quiet_peft():
             model.lang_encoder = get_peft_model(model.lang_encoder, settings.peft_config())
     except ValueError as err:
         raise ConfigError(

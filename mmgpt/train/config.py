@@ -76,7 +76,9 @@ class LoggingSection:
     save_every: int = 100
     keep_last: int = 2
     progress: bool = True
-    tensorboard: bool = False
+    tensorboard: bool = False  # mirror metrics to run_dir/tensorboard (needs `pip install tensorboard`)
+    wandb: bool = False  # mirror metrics to Weights & Biases (needs `pip install wandb`)
+    wandb_project: str = "mmgpt"
 
 
 @dataclass

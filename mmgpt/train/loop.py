@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     """Run (or resume) training as configured; returns the final model directory (`output_dir/model`)."""
     from mmgpt.data.config import load_data_config
     from mmgpt.data.mixture import build_joint_stream
-    from mmgpt.train.metrics import MetricsWriter, plot_losses
+    from mmgpt.train.metrics import MetricsWriter, Trackers, plot_losses
     from mmgpt.train.pretrain_data import build_pretrain_stream
 
     rank, world_size = _dist_info()
@@ -254,6 +255,15 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
         )
 
     metrics = MetricsWriter(run_dir / "metrics.jsonl", truncate_after=start) if rank == 0 else None
+    trackers = None
+    if rank == 0:
+        trackers = Trackers(
+            run_dir,
+            tensorboard=config.logging.tensorboard,
+            wandb=config.logging.wandb,
+            wandb_project=config.logging.wandb_project,
+            config=asdict(config),
+        )
     progress = None
     if rank == 0 and config.logging.progress:
         from tqdm.auto import tqdm
@@ -291,17 +301,17 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
         done = step + 1
         loss_total = sums["vl"] + sums["lang"]
         if metrics is not None:
-            metrics.write(
-                {
-                    "step": done,
-                    "loss": loss_total,
-                    "loss_vl": sums["vl"],
-                    "loss_lang": sums["lang"],
-                    "lr": lr,
-                    "grad_norm": float(grad_norm),
-                    "tokens_per_s": tokens * world_size / max(elapsed, 1e-9),
-                }
-            )
+            row = {
+                "step": done,
+                "loss": loss_total,
+                "loss_vl": sums["vl"],
+                "loss_lang": sums["lang"],
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "tokens_per_s": tokens * world_size / max(elapsed, 1e-9),
+            }
+            metrics.write(row)
+            trackers.log(row)
         if progress is not None:
             progress.set_postfix(
                 loss=f"{loss_total:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens * world_size / elapsed:.0f}"
@@ -330,6 +340,8 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
                 dist.barrier()
     if progress is not None:
         progress.close()
+    if trackers is not None:
+        trackers.close()
     model_dir = run_dir / "model"
     if rank == 0:
         model.eval()

@@ -1,9 +1,12 @@
-"""metrics.jsonl (one object per optimizer step) and the loss-curve plot."""
+"""metrics.jsonl (one object per optimizer step), optional TensorBoard / wandb mirrors, and the loss-curve plot."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+from mmgpt.errors import ConfigError
 
 
 class MetricsWriter:
@@ -23,6 +26,68 @@ class MetricsWriter:
     def write(self, row: dict) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
+
+
+class Trackers:
+    """Mirrors each metrics row to TensorBoard (`run_dir/tensorboard`) and/or wandb when enabled.
+
+    Both are optional installs: enabling one that is not installed is a ConfigError naming the key, raised before
+    training starts rather than after the first step.
+    """
+
+    def __init__(self, run_dir: Path, tensorboard: bool, wandb: bool, wandb_project: str, config: dict):
+        self._sinks: list[Any] = []
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ConfigError(
+                    "logging.tensorboard is true but TensorBoard is not installed (pip install tensorboard)"
+                ) from err
+            self._sinks.append(_TensorBoardSink(SummaryWriter(log_dir=str(run_dir / "tensorboard"))))
+        if wandb:
+            try:
+                import wandb as wandb_module
+            except ImportError as err:
+                raise ConfigError(
+                    "logging.wandb is true but wandb is not installed (pip install wandb)"
+                ) from err
+            run = wandb_module.init(project=wandb_project, dir=str(run_dir), config=config, resume="allow")
+            self._sinks.append(_WandbSink(run))
+
+    def log(self, row: dict) -> None:
+        """Send one metrics row (`step` plus numeric values) to every enabled tracker."""
+        values = {k: float(v) for k, v in row.items() if k != "step" and isinstance(v, (int, float))}
+        for sink in self._sinks:
+            sink.log(row["step"], values)
+
+    def close(self) -> None:
+        """Flush and close every tracker."""
+        for sink in self._sinks:
+            sink.close()
+
+
+class _TensorBoardSink:
+    def __init__(self, writer: Any):
+        self.writer = writer
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(f"train/{key}", value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _WandbSink:
+    def __init__(self, run: Any):
+        self.run = run
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.run.log(values, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
 
 
 def plot_losses(metrics_path: Path, out: Path) -> None:

@@ -166,3 +166,37 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path, base_model)
     for name in one:
         torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=0)
     assert Path(tmp_path / "two" / "model" / "config.json").exists()
+
+
+def test_tensorboard_mirror_gets_every_step(world, base_model, tmp_path, monkeypatch):
+    import types
+
+    logged: list[tuple[str, float, int]] = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step):
+            logged.append((tag, value, step))
+
+        def close(self):
+            logged.append(("closed", 0.0, 0))
+
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter)
+    )
+    args = instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=2", "logging.tensorboard=true")
+    run_training(load_train_config(None, args))
+    losses = {step: value for tag, value, step in logged if tag == "train/loss"}
+    rows = read_metrics(tmp_path / "r" / "metrics.jsonl")
+    assert losses == {r["step"]: pytest.approx(r["loss"]) for r in rows} and len(rows) == 2
+    assert {tag for tag, _, _ in logged} >= {"train/lr", "train/grad_norm", "train/tokens_per_s", "closed"}
+
+
+def test_missing_tracker_is_a_clear_error_before_training(world, base_model, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import fails as if not installed
+    args = instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=2", "logging.wandb=true")
+    with pytest.raises(ConfigError, match="logging.wandb.*pip install wandb"):
+        run_training(load_train_config(None, args))
+    assert not (tmp_path / "r" / "checkpoints").exists()
