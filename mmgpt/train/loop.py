@@ -36,6 +36,14 @@ class NonFiniteLoss(MmgptError):
 
 
 def _dist_info() -> tuple[int, int]:
+    for flag, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        # `accelerate launch` with such a config would otherwise start plain DDP and let the user believe the
+        # model is sharded
+        if os.environ.get(flag, "").lower() in ("1", "true", "yes"):
+            raise ConfigError(
+                f"{flag} is set (an accelerate {engine} config), but mmgpt trains with DDP only: launch with "
+                "torchrun or a multi-GPU accelerate config without FSDP/DeepSpeed"
+            )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")

@@ -200,3 +200,11 @@ def test_missing_tracker_is_a_clear_error_before_training(world, base_model, tmp
     with pytest.raises(ConfigError, match="logging.wandb.*pip install wandb"):
         run_training(load_train_config(None, args))
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("flag", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_sharding_engines_are_refused_not_ignored(world, base_model, tmp_path, monkeypatch, flag):
+    monkeypatch.setenv(flag, "true")
+    args = instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=1")
+    with pytest.raises(ConfigError, match=f"{flag}.*DDP only"):
+        run_training(load_train_config(None, args))
