@@ -72,7 +72,7 @@ def main() -> None:
         if args.steps:
             overrides.append(f"optim.max_steps={args.steps}")
         start = time.perf_counter()
-        if data == "datasets.yaml" and (demo / "model" / "config.json").exists():
+        if data == "datasets.yaml" and not args.steps and (demo / "model" / "config.json").exists():
             run = demo  # the demo's tuned model is exactly this variant: same config, steps and seed
         elif not (run / "model" / "config.json").exists():
             run_training(

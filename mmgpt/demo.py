@@ -65,10 +65,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MMGPT_CACHE") or Path.home() / ".cache" / "mmgpt")
 
 
+def world_scale(quick: bool) -> str:
+    """The synthetic-world scale the demo uses: `quick` for --quick, else `default`."""
+    return "quick" if quick else "default"
+
+
 def base_dir_for(seed: int, quick: bool, cache_dir: Path | None = None) -> Path:
     """The cached run directory of the base pretrained for this world seed/scale and base config."""
-    scale = "quick" if quick else "default"
-    return Path(cache_dir or default_cache_dir()) / f"base-{base_cache_key(seed, scale, quick)}"
+    return Path(cache_dir or default_cache_dir()) / f"base-{base_cache_key(seed, quick)}"
 
 
 def _stage(name: str) -> float:
@@ -80,8 +84,9 @@ def _done(start: float) -> None:
     print(f"   done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def base_cache_key(seed: int, scale: str, quick: bool) -> str:
-    """Hash of what determines the base model: world seed/scale, the base config file, the quick overrides."""
+def base_cache_key(seed: int, quick: bool) -> str:
+    """Hash of what determines the base model: world seed/scale, the base config file, the step overrides."""
+    scale = world_scale(quick)
     text = (CONFIG_DIR / "synthetic_base.yaml").read_text()
     payload = json.dumps(
         {"seed": seed, "scale": scale, "config": text, "overrides": QUICK_BASE if quick else FULL_BASE}
@@ -109,7 +114,7 @@ def run_demo(
 
     begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    scale = "quick" if quick else "default"
+    scale = world_scale(quick)
     world = out / "world"
     t = _stage(f"1/5 synthesising the world ({scale}) into {world}")
     if not _world_matches(world, seed, scale):

@@ -262,9 +262,9 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
             config.optim.grad_accum,
         )
 
-    metrics = MetricsWriter(run_dir / "metrics.jsonl", truncate_after=start) if rank == 0 else None
-    trackers = None
+    metrics = trackers = None
     if rank == 0:
+        # trackers first: a tracker that is not installed fails before metrics.jsonl is touched
         trackers = Trackers(
             run_dir,
             tensorboard=config.logging.tensorboard,
@@ -272,6 +272,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
             wandb_project=config.logging.wandb_project,
             config=asdict(config),
         )
+        metrics = MetricsWriter(run_dir / "metrics.jsonl", truncate_after=start)
     progress = None
     if rank == 0 and config.logging.progress:
         from tqdm.auto import tqdm
