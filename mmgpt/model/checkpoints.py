@@ -37,15 +37,16 @@ ADAPTER_DIR = "adapter"
 
 
 # ------------------------------------------------------------------------------------------------ state dicts
-def base_state_dict(model: Flamingo) -> dict[str, torch.Tensor]:
+def base_state_dict(model: Flamingo, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Base (non-LoRA) weights under plain module names, each shared tensor once.
 
     With peft adapters attached, `lang_encoder.base_model.model.X.base_layer.weight` becomes
-    `lang_encoder.X.weight` and adapter tensors are left out (they are saved in peft's format).
+    `lang_encoder.X.weight` and adapter tensors are left out (they are saved in peft's format). `state`: the
+    model's full state dict when it is not `model.state_dict()` (a sharded model's gathered weights).
     """
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in (model.state_dict() if state is None else state).items():
         if "lora_" in name:
             continue
         plain = name.replace("lang_encoder.base_model.model.", "lang_encoder.").replace(".base_layer.", ".")
@@ -57,8 +58,17 @@ def base_state_dict(model: Flamingo) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_model_dir(model: Flamingo, directory: str | Path, max_shard_size: str = "5GB") -> Path:
-    """Write `model` as a model directory (see module docstring); returns its path."""
+def save_model_dir(
+    model: Flamingo,
+    directory: str | Path,
+    max_shard_size: str = "5GB",
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write `model` as a model directory (see module docstring); returns its path.
+
+    `state_dict`: the full weights to write instead of `model.state_dict()` (for a sharded model, gathered by
+    `mmgpt.train.sharding.full_model_state`).
+    """
     from huggingface_hub import split_torch_state_dict_into_shards
 
     from mmgpt.model.lora import has_lora
@@ -66,7 +76,7 @@ def save_model_dir(model: Flamingo, directory: str | Path, max_shard_size: str =
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save(directory / "config.json")
-    state = base_state_dict(model)
+    state = base_state_dict(model, state_dict)
     split = split_torch_state_dict_into_shards(
         state, filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_size
     )
@@ -86,7 +96,13 @@ def save_model_dir(model: Flamingo, directory: str | Path, max_shard_size: str =
         model.image_processor.save_pretrained(str(directory))
     adapter_dir = directory / ADAPTER_DIR
     if has_lora(model):
-        model.lang_encoder.save_pretrained(str(adapter_dir))
+        prefix = "lang_encoder."
+        lm_state = (
+            None
+            if state_dict is None
+            else {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        )
+        model.lang_encoder.save_pretrained(str(adapter_dir), state_dict=lm_state)
     elif adapter_dir.exists():
         import shutil
 

@@ -23,22 +23,21 @@ logger = logging.getLogger(__name__)
 PREFIX = "step-"
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters that require grad, by name (contiguous CPU copies)."""
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-
-
 def save_checkpoint(
-    run_dir: Path, step: int, model: torch.nn.Module, extra: dict[str, Any], keep_last: int
+    run_dir: Path, step: int, weights: dict[str, torch.Tensor], extra: dict[str, Any], keep_last: int
 ) -> Path:
-    """Write `run_dir/checkpoints/step-NNNNNN` atomically and prune older ones; returns its path."""
+    """Write `run_dir/checkpoints/step-NNNNNN` atomically and prune older ones; returns its path.
+
+    `weights`: the full trainable tensors by parameter name (`sharding.full_trainable_state`); `extra`: the
+    optimizer, scheduler, scaler and data states.
+    """
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:06d}"
     tmp = root / f".tmp-{PREFIX}{step:06d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+    save_file(weights, str(tmp / "trainable.safetensors"))
     state = {
         **extra,
         "step": step,
@@ -62,7 +61,10 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Load trainable weights into `model` and return the rest of the state (RNG states restored here)."""
+    """Load trainable weights into `model` (sharded or not) and return the rest of the state (RNG states are
+    restored here)."""
+    from mmgpt.train.sharding import load_full_trainable_state
+
     try:
         weights = load_file(str(path / "trainable.safetensors"))
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
@@ -75,9 +77,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: checkpoint does not match the model (missing {missing[:5]}, unknown {unknown[:5]})"
         )
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            own[name].copy_(tensor)
+    load_full_trainable_state(model, weights)
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(_as_tuple(state["rng"]["python"]))
     return state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="LoRA instruction tuning (or pretraining of a tiny base) from a YAML config",
         description="Train from a YAML config; any key can be overridden as dotted.key=value. Launch on several "
-        "processes with torchrun (see README). A run resumes from the newest checkpoint in its output directory.",
+        "processes with torchrun or accelerate launch (see README). A run resumes from the newest checkpoint in its output directory.",
     )
     p.add_argument("--config", help="training YAML (configs/*.yaml)")
     p.add_argument("--output-dir", help="run directory (overrides output_dir)")
@@ -48,7 +49,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and not list_checkpoints(Path(config.output_dir)):
         raise ConfigError(f"--resume: no checkpoint in {config.output_dir}/checkpoints")
     model_dir = run_training(config, resume=not args.no_resume)
-    print(f"model written to {model_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"model written to {model_dir}")
     return 0
 
 

@@ -82,6 +82,21 @@ class LoggingSection:
 
 
 @dataclass
+class DistributedSection:
+    """How several processes share the work (one process ignores this).
+
+    `ddp`: every process holds the whole model and gradients are all-reduced once per optimizer step.
+    `fsdp`: parameters, gradients and optimizer state are sharded over the processes (FSDP2), for models that do
+    not fit one device (7B-scale); `fsdp_reshard_after_forward: false` trades memory for less communication,
+    `fsdp_cpu_offload` keeps the shards in CPU memory. An `accelerate launch` with an FSDP config selects `fsdp`.
+    """
+
+    strategy: str = "ddp"
+    fsdp_reshard_after_forward: bool = True
+    fsdp_cpu_offload: bool = False
+
+
+@dataclass
 class TrainConfig:
     """The whole run. `stage`: `instruct` (freeze + LoRA, joint VL + language: the paper) or `pretrain`."""
 
@@ -94,6 +109,7 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     precision: PrecisionSection = field(default_factory=PrecisionSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
 
     def validate(self) -> TrainConfig:
         """Check ranges and combinations; raises ConfigError naming the dotted key."""
@@ -118,6 +134,7 @@ class TrainConfig:
             ("logging.log_every", self.logging.log_every >= 1, "must be >= 1"),
             ("lora.r", self.lora.r >= 1, "must be >= 1"),
             ("lora.dropout", 0 <= self.lora.dropout < 1, "must be in [0, 1)"),
+            ("distributed.strategy", self.distributed.strategy in ("ddp", "fsdp"), "must be ddp or fsdp"),
         ]
         for key, ok, message in checks:
             if not ok:

@@ -3,8 +3,9 @@
 Each micro-step runs one vision-language batch and one language-only batch (which skips the vision path), each
 loss weighted equally and divided by the accumulation count, so an optimizer step sees the mean over its
 accumulated batches. The gradient is clipped once per optimizer step, on the full accumulated gradient.
-Distributed runs use torch.distributed + DDP (launched with torchrun); gradients are synchronised only on the last
-backward of each optimizer step (`no_sync` before).
+Distributed runs (torchrun or `accelerate launch`) use torch.distributed with either DDP, gradients synchronised
+only on the last backward of each optimizer step (`no_sync` before), or FSDP2 (`distributed.strategy: fsdp`,
+see `mmgpt.train.sharding`), gradients reduce-scattered into their shards after every backward.
 """
 
 from __future__ import annotations
@@ -36,14 +37,12 @@ class NonFiniteLoss(MmgptError):
 
 
 def _dist_info() -> tuple[int, int]:
-    for flag, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        # `accelerate launch` with such a config would otherwise start plain DDP and let the user believe the
-        # model is sharded
-        if os.environ.get(flag, "").lower() in ("1", "true", "yes"):
-            raise ConfigError(
-                f"{flag} is set (an accelerate {engine} config), but mmgpt trains with DDP only: launch with "
-                "torchrun or a multi-GPU accelerate config without FSDP/DeepSpeed"
-            )
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
+        # `accelerate launch` would otherwise start plain DDP and let the user believe the model is sharded
+        raise ConfigError(
+            "ACCELERATE_USE_DEEPSPEED is set (an accelerate DeepSpeed config), but mmgpt does not run DeepSpeed: "
+            "shard with configs/accelerate/fsdp.yaml (FSDP2) or replicate with configs/accelerate/multi_gpu.yaml"
+        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
@@ -187,13 +186,22 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     """Run (or resume) training as configured; returns the final model directory (`output_dir/model`)."""
     from mmgpt.data.config import load_data_config
     from mmgpt.data.mixture import build_joint_stream
+    from mmgpt.train import sharding
     from mmgpt.train.metrics import MetricsWriter, Trackers, plot_losses
     from mmgpt.train.pretrain_data import build_pretrain_stream
 
+    fsdp_env = sharding.accelerate_fsdp_options()
+    if fsdp_env is not None:
+        config.distributed.strategy = "fsdp"
+        config.distributed.fsdp_reshard_after_forward = fsdp_env["reshard_after_forward"]
+        config.distributed.fsdp_cpu_offload = fsdp_env["cpu_offload"]
+        config.precision.gradient_checkpointing |= fsdp_env["activation_checkpointing"]
     rank, world_size = _dist_info()
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed + rank)
+    # every process initialises the same weights (LoRA's random A included): FSDP shards them without the
+    # broadcast DDP does; the data order and dropout then differ per process
+    torch.manual_seed(config.seed)
     device = (
         torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         if torch.cuda.is_available()
@@ -201,6 +209,14 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     )
     model = build_training_model(config, run_dir).to(device)
     model.train()
+    torch.manual_seed(config.seed + rank)
+    sharded = config.distributed.strategy == "fsdp" and world_size > 1
+    if sharded:
+        sharding.shard_model(
+            model,
+            reshard_after_forward=config.distributed.fsdp_reshard_after_forward,
+            cpu_offload=config.distributed.fsdp_cpu_offload,
+        )
     if rank == 0:
         config.save(run_dir / "config.yaml")
 
@@ -238,14 +254,20 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     )
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision.dtype == "fp16")
     ddp = model
-    if world_size > 1:
+    if world_size > 1 and not sharded:
         ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 
     start = 0
     existing = list_checkpoints(run_dir) if resume else []
     if existing:
         state = load_checkpoint(existing[-1], model)
-        optimizer.load_state_dict(state["optimizer"])
+        written_by = state.get("strategy", "ddp")
+        if written_by != ("fsdp" if sharded else "ddp"):
+            raise ConfigError(
+                f"{existing[-1]} was written by a {'sharded' if written_by == 'fsdp' else 'replicated'} run: "
+                f"resume it with distributed.strategy={written_by} and the same number of processes"
+            )
+        sharding.load_optimizer_state(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         stream.load_state_dict(state["data"][rank] if isinstance(state["data"], list) else state["data"])
@@ -288,6 +310,8 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
             pairs = [(k, b) for k, b in (("vl", vl_batch), ("lang", lang_batch)) if b is not None]
             for j, (kind, b) in enumerate(pairs):
                 last = micro == accum - 1 and j == len(pairs) - 1
+                # FSDP reduce-scatters after every backward: a unit that the last batch skips (the cross-
+                # attention of a language-only batch) would otherwise never reduce its accumulated gradient
                 sync = contextlib.nullcontext() if (last or ddp is model) else ddp.no_sync()
                 with sync:
                     loss = _forward_loss(ddp, b, device, config.precision.dtype)
@@ -332,16 +356,20 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
                 gathered: list[Any] = [None] * world_size
                 dist.all_gather_object(gathered, data_state)
                 data_state = gathered
+            # gathering sharded tensors is collective: every process takes part, rank 0 writes
+            weights = sharding.full_trainable_state(model)
+            optimizer_state = sharding.optimizer_state(model, optimizer)
             if rank == 0:
                 save_checkpoint(
                     run_dir,
                     done,
-                    model,
+                    weights,
                     {
-                        "optimizer": optimizer.state_dict(),
+                        "optimizer": optimizer_state,
                         "scheduler": scheduler.state_dict(),
                         "scaler": scaler.state_dict(),
                         "data": data_state,
+                        "strategy": "fsdp" if sharded else "ddp",
                     },
                     config.logging.keep_last,
                 )
@@ -352,11 +380,12 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     if trackers is not None:
         trackers.close()
     model_dir = run_dir / "model"
+    full_state = sharding.full_model_state(model)  # collective when sharded
     if rank == 0:
         model.eval()
         from mmgpt.model.checkpoints import save_model_dir
 
-        save_model_dir(model, model_dir)
+        save_model_dir(model, model_dir, state_dict=full_state)
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
         logger.info("wrote %s", model_dir)
     if world_size > 1:

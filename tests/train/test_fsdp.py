@@ -1,0 +1,145 @@
+"""FSDP2 training with 2 CPU processes (gloo): same weights as DDP, exact resume, a loadable model directory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmgpt.model.checkpoints import load_model
+from mmgpt.train.loop import read_metrics
+from mmgpt.train.sharding import accelerate_fsdp_options
+from tests.train.conftest import instruct_args
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(args: list[str], *extra: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "mmgpt",
+        "-q",
+        "train",
+        *args,
+        *extra,
+    ]
+    result = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / f"step-{step:06d}" / "trainable.safetensors"))
+
+
+@pytest.mark.timeout(900)
+def test_fsdp_matches_ddp_resumes_exactly_and_writes_a_model(world, base_model, tmp_path):
+    # bf16 with bf16 frozen weights beside fp32 adapters in one unit; vision-language + language-only batches,
+    # so the cross-attention units sit out every other backward; constant lr so a shorter run is a prefix
+    common = [
+        "optim.max_steps=4",
+        "optim.grad_accum=2",
+        "optim.warmup_steps=0",
+        "optim.min_lr_ratio=1.0",
+        "logging.save_every=2",
+        "logging.keep_last=2",
+    ]
+    ddp, fsdp, resumed = tmp_path / "ddp", tmp_path / "fsdp", tmp_path / "resumed"
+    _torchrun(instruct_args(world, base_model, ddp, *common))
+    _torchrun(instruct_args(world, base_model, fsdp, *common, "distributed.strategy=fsdp"))
+
+    ddp_w, fsdp_w = _weights(ddp, 4), _weights(fsdp, 4)
+    assert ddp_w.keys() == fsdp_w.keys() and any("lora_" in k for k in fsdp_w)
+    for name in ddp_w:
+        torch.testing.assert_close(fsdp_w[name], ddp_w[name], atol=1e-4, rtol=0)
+
+    # a sharded run stopped after step 2 and resumed continues exactly as the uninterrupted one
+    _torchrun(
+        instruct_args(world, base_model, resumed, *common, "distributed.strategy=fsdp", "optim.max_steps=2")
+    )
+    _torchrun(instruct_args(world, base_model, resumed, *common, "distributed.strategy=fsdp"), "--resume")
+    expected = [r["loss"] for r in read_metrics(fsdp / "metrics.jsonl")]
+    got = read_metrics(resumed / "metrics.jsonl")
+    assert [r["step"] for r in got] == [1, 2, 3, 4]
+    assert [r["loss"] for r in got] == pytest.approx(expected, abs=1e-5)
+    for name, tensor in _weights(resumed, 4).items():
+        torch.testing.assert_close(tensor, fsdp_w[name], atol=1e-5, rtol=0)
+
+    # the gathered model directory holds the full base and the trained adapters
+    model = load_model(fsdp / "model")
+    own = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    assert own
+    for name, p in own.items():
+        key = next(k for k in fsdp_w if k.endswith(name.split("lang_encoder.", 1)[-1]))
+        torch.testing.assert_close(p.detach().float(), fsdp_w[key].float(), atol=1e-6, rtol=0)
+
+
+def test_a_checkpoint_resumes_only_with_its_own_strategy(world, base_model, tmp_path):
+    from mmgpt.errors import ConfigError
+    from mmgpt.train.config import load_train_config
+    from mmgpt.train.loop import run_training
+
+    run = tmp_path / "r"
+    args = instruct_args(world, base_model, run, "optim.max_steps=2")
+    first = run_training(load_train_config(None, [*args, "optim.max_steps=1"]))
+    assert first.exists()
+    state_path = run / "checkpoints" / "step-000001" / "state.pt"
+    state = torch.load(state_path, weights_only=True)
+    state["strategy"] = "fsdp"
+    torch.save(state, state_path)
+    with pytest.raises(ConfigError, match="sharded run.*distributed.strategy=fsdp"):
+        run_training(load_train_config(None, args))
+
+
+def test_accelerate_fsdp_launch_options(monkeypatch):
+    assert accelerate_fsdp_options() is None
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_OFFLOAD_PARAMS", "true")
+    monkeypatch.setenv("FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP")
+    assert accelerate_fsdp_options() == {
+        "reshard_after_forward": False,
+        "cpu_offload": True,
+        "activation_checkpointing": False,
+    }
+
+
+def test_accelerate_launch_with_the_fsdp_config_shards(world, base_model, tmp_path):
+    """`accelerate launch --config_file configs/accelerate/fsdp.yaml` on 2 CPU processes trains sharded."""
+    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--num_processes=2",
+        f"--main_process_port={_free_port()}",
+        "-m",
+        "mmgpt",
+        "train",
+        *instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=1"),
+    ]
+    result = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sharded over 2 processes" in result.stderr
+    assert "strategy: fsdp" in (tmp_path / "r" / "config.yaml").read_text()
+    assert result.stdout.count("model written to") == 1
+    assert load_model(tmp_path / "r" / "model") is not None
