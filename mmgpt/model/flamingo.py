@@ -137,6 +137,18 @@ class Flamingo(nn.Module):
         """Undo `gradient_checkpointing_enable`."""
         self.gradient_checkpointing_enable(False)
 
+    def compile_layers(self, **options: Any) -> None:
+        """`torch.compile` every decoder layer and gated cross-attention block in place (regional compilation).
+
+        Identical layers share one compiled graph, so compiling costs about one layer's worth of time; parameter
+        names and the state dict are unchanged. The media context is read outside the compiled regions.
+        `options` go to `torch.compile` (e.g. `mode`, `dynamic`).
+        """
+        for layer in self.flamingo_layers():
+            layer.decoder_layer.compile(**options)
+            if layer.gated_cross_attn_layer is not None:
+                layer.gated_cross_attn_layer.compile(**options)
+
     # ----------------------------------------------------------------------------------------------- vision
     def encode_vision(self, vision_x: torch.Tensor) -> torch.Tensor:
         """vision_x (B, T_img, F, 3, H, W) -> perceiver latents (B, T_img, n_latents, D_vis).

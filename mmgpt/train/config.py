@@ -63,11 +63,20 @@ class OptimSection:
     min_lr_ratio: float = 0.0
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 @dataclass
 class PrecisionSection:
     dtype: str = "bf16"
     gradient_checkpointing: bool = False
     low_precision_frozen_weights: bool = True
+    # torch.compile the decoder layers and cross-attention blocks: faster steps after a one-time compile (needs a
+    # C++ compiler on CPU)
+    compile: bool = False
+    # torch.compile mode: "default", or "max-autotune-no-cudagraphs" (tuned matrix kernels: faster on CPU, a
+    # longer compile on GPU), "max-autotune", "reduce-overhead"
+    compile_mode: str = "default"
 
 
 @dataclass
@@ -134,6 +143,11 @@ class TrainConfig:
             ("logging.log_every", self.logging.log_every >= 1, "must be >= 1"),
             ("lora.r", self.lora.r >= 1, "must be >= 1"),
             ("lora.dropout", 0 <= self.lora.dropout < 1, "must be in [0, 1)"),
+            (
+                "precision.compile_mode",
+                self.precision.compile_mode in COMPILE_MODES,
+                f"must be one of {', '.join(COMPILE_MODES)}",
+            ),
             ("distributed.strategy", self.distributed.strategy in ("ddp", "fsdp"), "must be ddp or fsdp"),
         ]
         for key, ok, message in checks:

@@ -106,7 +106,20 @@ def build_training_model(config: TrainConfig, run_dir: Path) -> Any:
         from mmgpt.model.precision import cast_frozen_parameters
 
         cast_frozen_parameters(model, torch.bfloat16)
+    if config.precision.compile:
+        _check_compiler()
+        model.compile_layers(mode=config.precision.compile_mode)
     return model
+
+
+def _check_compiler() -> None:
+    import shutil
+
+    if not torch.cuda.is_available() and not any(shutil.which(c) for c in ("c++", "g++", "clang++", "cc")):
+        # TorchInductor generates C++ on CPU; without a compiler the first step would fail deep inside it
+        raise ConfigError(
+            "precision.compile needs a C++ compiler (e.g. apt-get install g++) to compile on CPU"
+        )
 
 
 def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
@@ -301,84 +314,87 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
 
         progress = tqdm(total=total_steps, initial=start, desc=config.stage, unit="step", dynamic_ncols=True)
     accum = config.optim.grad_accum
-    for step in range(start, total_steps):
-        t0 = time.perf_counter()
-        sums = {"vl": 0.0, "lang": 0.0}
-        tokens = 0
-        for micro in range(accum):
-            vl_batch, lang_batch = stream.next()
-            pairs = [(k, b) for k, b in (("vl", vl_batch), ("lang", lang_batch)) if b is not None]
-            for j, (kind, b) in enumerate(pairs):
-                last = micro == accum - 1 and j == len(pairs) - 1
-                # FSDP reduce-scatters after every backward: a unit that the last batch skips (the cross-
-                # attention of a language-only batch) would otherwise never reduce its accumulated gradient
-                sync = contextlib.nullcontext() if (last or ddp is model) else ddp.no_sync()
-                with sync:
-                    loss = _forward_loss(ddp, b, device, config.precision.dtype)
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLoss(
-                            f"non-finite {kind} loss ({loss.item()}) at step {step + 1}; the last good checkpoint "
-                            f"is kept in {run_dir / 'checkpoints'}"
-                        )
-                    scaler.scale(loss / accum).backward()
-                sums[kind] += loss.item() / accum
-                tokens += _batch_tokens(b)
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm or float("inf"))
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
-        elapsed = time.perf_counter() - t0
-        done = step + 1
-        loss_total = sums["vl"] + sums["lang"]
-        if metrics is not None:
-            row = {
-                "step": done,
-                "loss": loss_total,
-                "loss_vl": sums["vl"],
-                "loss_lang": sums["lang"],
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "tokens_per_s": tokens * world_size / max(elapsed, 1e-9),
-            }
-            metrics.write(row)
-            trackers.log(row)
-        if progress is not None:
-            progress.set_postfix(
-                loss=f"{loss_total:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens * world_size / elapsed:.0f}"
-            )
-            progress.update(1)
-        if done % config.logging.save_every == 0 or done == total_steps:
-            data_state = stream.state_dict()
-            if world_size > 1:
-                gathered: list[Any] = [None] * world_size
-                dist.all_gather_object(gathered, data_state)
-                data_state = gathered
-            # gathering sharded tensors is collective: every process takes part, rank 0 writes
-            weights = sharding.full_trainable_state(model)
-            optimizer_state = sharding.optimizer_state(model, optimizer)
-            if rank == 0:
-                save_checkpoint(
-                    run_dir,
-                    done,
-                    weights,
-                    {
-                        "optimizer": optimizer_state,
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "data": data_state,
-                        "strategy": "fsdp" if sharded else "ddp",
-                    },
-                    config.logging.keep_last,
+    try:
+        for step in range(start, total_steps):
+            t0 = time.perf_counter()
+            sums = {"vl": 0.0, "lang": 0.0}
+            tokens = 0
+            for micro in range(accum):
+                vl_batch, lang_batch = stream.next()
+                pairs = [(k, b) for k, b in (("vl", vl_batch), ("lang", lang_batch)) if b is not None]
+                for j, (kind, b) in enumerate(pairs):
+                    last = micro == accum - 1 and j == len(pairs) - 1
+                    # FSDP reduce-scatters after every backward: a unit that the last batch skips (the cross-
+                    # attention of a language-only batch) would otherwise never reduce its accumulated gradient
+                    sync = contextlib.nullcontext() if (last or ddp is model) else ddp.no_sync()
+                    with sync:
+                        loss = _forward_loss(ddp, b, device, config.precision.dtype)
+                        if not torch.isfinite(loss):
+                            raise NonFiniteLoss(
+                                f"non-finite {kind} loss ({loss.item()}) at step {step + 1}; the last good checkpoint "
+                                f"is kept in {run_dir / 'checkpoints'}"
+                            )
+                        scaler.scale(loss / accum).backward()
+                    sums[kind] += loss.item() / accum
+                    tokens += _batch_tokens(b)
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm or float("inf"))
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            elapsed = time.perf_counter() - t0
+            done = step + 1
+            loss_total = sums["vl"] + sums["lang"]
+            if metrics is not None:
+                row = {
+                    "step": done,
+                    "loss": loss_total,
+                    "loss_vl": sums["vl"],
+                    "loss_lang": sums["lang"],
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": tokens * world_size / max(elapsed, 1e-9),
+                }
+                metrics.write(row)
+                trackers.log(row)
+            if progress is not None:
+                progress.set_postfix(
+                    loss=f"{loss_total:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens * world_size / elapsed:.0f}"
                 )
-            if world_size > 1:
-                dist.barrier()
-    if progress is not None:
-        progress.close()
-    if trackers is not None:
-        trackers.close()
+                progress.update(1)
+            if done % config.logging.save_every == 0 or done == total_steps:
+                data_state = stream.state_dict()
+                if world_size > 1:
+                    gathered: list[Any] = [None] * world_size
+                    dist.all_gather_object(gathered, data_state)
+                    data_state = gathered
+                # gathering sharded tensors is collective: every process takes part, rank 0 writes
+                weights = sharding.full_trainable_state(model)
+                optimizer_state = sharding.optimizer_state(model, optimizer)
+                if rank == 0:
+                    save_checkpoint(
+                        run_dir,
+                        done,
+                        weights,
+                        {
+                            "optimizer": optimizer_state,
+                            "scheduler": scheduler.state_dict(),
+                            "scaler": scaler.state_dict(),
+                            "data": data_state,
+                            "strategy": "fsdp" if sharded else "ddp",
+                        },
+                        config.logging.keep_last,
+                    )
+                if world_size > 1:
+                    dist.barrier()
+    finally:
+        # also on a NaN stop or Ctrl-C: the TensorBoard / wandb mirrors flush their last points
+        if progress is not None:
+            progress.close()
+        if trackers is not None:
+            trackers.close()
     model_dir = run_dir / "model"
     full_state = sharding.full_model_state(model)  # collective when sharded
     if rank == 0:

@@ -17,6 +17,7 @@ from mmgpt.errors import ConfigError
 from mmgpt.model.checkpoints import load_model
 from mmgpt.train.config import load_train_config
 from mmgpt.train.loop import NonFiniteLoss, read_metrics, run_training
+from mmgpt.train.metrics import Trackers
 from tests.train.conftest import instruct_args
 
 
@@ -27,6 +28,10 @@ def test_config_errors_name_the_key(tmp_path):
         load_train_config(None, ["model.path=x", "data.config=y", "optim.grad_accum=0"])
     with pytest.raises(ConfigError, match="data.batch_size: expected int"):
         load_train_config(None, ["model.path=x", "data.config=y", "data.batch_size=two"])
+    with pytest.raises(ConfigError, match="precision.compile_mode must be one of default"):
+        load_train_config(None, ["model.path=x", "data.config=y", "precision.compile_mode=fast"])
+    with pytest.raises(ConfigError, match="distributed.strategy must be ddp or fsdp"):
+        load_train_config(None, ["model.path=x", "data.config=y", "distributed.strategy=zero3"])
     (tmp_path / "c.yaml").write_text("model: {path: x}\ndata: {config: y, colour: red}\n")
     with pytest.raises(ConfigError, match="unknown key data.colour"):
         load_train_config(tmp_path / "c.yaml")
@@ -86,12 +91,15 @@ def test_nan_loss_stops_with_the_step(world, base_model, tmp_path, monkeypatch):
         return loss * float("nan") if calls["n"] > 4 else loss
 
     monkeypatch.setattr(loop, "_forward_loss", poisoned)
+    closed = []
+    monkeypatch.setattr(Trackers, "close", lambda self: closed.append(True))
     config = load_train_config(
         None, instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=5", "logging.save_every=1")
     )
     with pytest.raises(NonFiniteLoss, match="step 3"):
         run_training(config)
     assert (tmp_path / "r" / "checkpoints" / "step-000002").exists()
+    assert closed == [True], "the metric mirrors are closed on a NaN stop too"
 
 
 def _cli(args, **kw):
@@ -208,3 +216,24 @@ def test_deepspeed_launch_is_refused_not_ignored(world, base_model, tmp_path, mo
     with pytest.raises(ConfigError, match="ACCELERATE_USE_DEEPSPEED.*does not run DeepSpeed"):
         run_training(load_train_config(None, args))
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_compiled_layers_train_like_eager(world, base_model, tmp_path):
+    """precision.compile gives the eager run's losses and an ordinary, loadable model directory."""
+    losses = {}
+    for compiled in (False, True):
+        run = tmp_path / f"compile-{compiled}"
+        args = instruct_args(
+            world,
+            base_model,
+            run,
+            "optim.max_steps=3",
+            "precision.dtype=fp32",
+            f"precision.compile={compiled}",
+        )
+        run_training(load_train_config(None, args))
+        losses[compiled] = [r["loss"] for r in read_metrics(run / "metrics.jsonl")]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    model = load_model(tmp_path / "compile-True" / "model")
+    assert not any("_orig_mod" in name for name in model.state_dict())
