@@ -222,7 +222,8 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     )
     model = build_training_model(config, run_dir).to(device)
     model.train()
-    torch.manual_seed(config.seed + rank)
+    if rank:
+        torch.manual_seed(config.seed + rank)  # rank 0 continues the stream a single-process run sees
     sharded = config.distributed.strategy == "fsdp" and world_size > 1
     if sharded:
         sharding.shard_model(
