@@ -199,6 +199,10 @@ class Flamingo(nn.Module):
     ) -> Any:
         """Run the model; see the class docstring. Extra keyword arguments go to the LM's forward."""
         _check_batch(vision_x, lang_x)
+        if self.training:
+            # a KV cache is useless in training, and with gradient checkpointing harmful: the recomputed layer
+            # would append its keys/values to the cache a second time
+            lm_kwargs.setdefault("use_cache", False)
         latents = self.encode_vision(vision_x) if vision_x is not None else None
         ctx = self.media_context_for(lang_x, latents)
         with media_context(ctx):

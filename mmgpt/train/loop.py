@@ -225,6 +225,8 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     if rank:
         torch.manual_seed(config.seed + rank)  # rank 0 continues the stream a single-process run sees
     sharded = config.distributed.strategy == "fsdp" and world_size > 1
+    if config.distributed.strategy == "fsdp" and not sharded:
+        logger.info("distributed.strategy=fsdp with one process: nothing to shard, training unsharded")
     if sharded:
         sharding.shard_model(
             model,

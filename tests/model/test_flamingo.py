@@ -168,12 +168,17 @@ def test_gradient_checkpointing_gives_same_gradients(make_tiny_model):
     model = make_tiny_model(gate_init=1.0)
     apply_lora(model, LoraSettings(r=4))
     model.train()
-    ids = torch.tensor([[1, model.config.media_token_id, 30, 31, 32, 33]])
-    vision = _vision(0)
+    ids = torch.tensor(
+        [[1, model.config.media_token_id, 30, 31, 32, 33], [0, 1, model.config.media_token_id, 30, 31, 32]]
+    )
+    mask = torch.tensor(
+        [[1] * 6, [0] + [1] * 5]
+    )  # left padding: an explicit mask, as the training loop passes
+    vision = torch.cat([_vision(0), _vision(1)])
 
     def grads():
         model.zero_grad()
-        model(vision, ids, labels=ids).loss.backward()
+        model(vision, ids, attention_mask=mask, labels=ids).loss.backward()
         return {
             n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None
         }
