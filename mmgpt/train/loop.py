@@ -37,7 +37,9 @@ class NonFiniteLoss(MmgptError):
 
 
 def _dist_info() -> tuple[int, int]:
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
+    from mmgpt.train.sharding import env_flag
+
+    if env_flag("ACCELERATE_USE_DEEPSPEED"):
         # `accelerate launch` would otherwise start plain DDP and let the user believe the model is sharded
         raise ConfigError(
             "ACCELERATE_USE_DEEPSPEED is set (an accelerate DeepSpeed config), but mmgpt does not run DeepSpeed: "
@@ -225,6 +227,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     if rank:
         torch.manual_seed(config.seed + rank)  # rank 0 continues the stream a single-process run sees
     sharded = config.distributed.strategy == "fsdp" and world_size > 1
+    strategy = "fsdp" if sharded else "ddp"  # what this run's checkpoints record
     if config.distributed.strategy == "fsdp" and not sharded:
         logger.info("distributed.strategy=fsdp with one process: nothing to shard, training unsharded")
     if sharded:
@@ -278,7 +281,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     if existing:
         state = load_checkpoint(existing[-1], model)
         written_by = state.get("strategy", "ddp")
-        if written_by != ("fsdp" if sharded else "ddp"):
+        if written_by != strategy:
             raise ConfigError(
                 f"{existing[-1]} was written by a {'sharded' if written_by == 'fsdp' else 'replicated'} run: "
                 f"resume it with distributed.strategy={written_by} and the same number of processes"
@@ -386,7 +389,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
                             "scheduler": scheduler.state_dict(),
                             "scaler": scaler.state_dict(),
                             "data": data_state,
-                            "strategy": "fsdp" if sharded else "ddp",
+                            "strategy": strategy,
                         },
                         config.logging.keep_last,
                     )

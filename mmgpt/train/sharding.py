@@ -22,7 +22,11 @@ from mmgpt.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-_TRUE = ("1", "true", "yes")
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """Whether environment variable `name` is set to a true value ("1", "true", "yes"; any case)."""
+    value = os.environ.get(name)
+    return default if value is None else value.lower() in ("1", "true", "yes")
 
 
 def accelerate_fsdp_options() -> dict[str, bool] | None:
@@ -31,16 +35,16 @@ def accelerate_fsdp_options() -> dict[str, bool] | None:
     Returns {"reshard_after_forward", "cpu_offload", "activation_checkpointing"} read from the environment
     accelerate sets; the wrapping policy is always mmgpt's own (see the module docstring).
     """
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() not in _TRUE:
+    if not env_flag("ACCELERATE_USE_FSDP"):
         return None
     strategy = os.environ.get("FSDP_SHARDING_STRATEGY", "")
-    reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() in _TRUE
+    reshard = env_flag("FSDP_RESHARD_AFTER_FORWARD", default=True)
     if strategy.upper() in ("SHARD_GRAD_OP", "2"):  # FSDP1 spelling of "keep weights gathered after forward"
         reshard = False
     return {
         "reshard_after_forward": reshard,
-        "cpu_offload": os.environ.get("FSDP_OFFLOAD_PARAMS", "false").lower() in _TRUE,
-        "activation_checkpointing": os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() in _TRUE,
+        "cpu_offload": env_flag("FSDP_OFFLOAD_PARAMS"),
+        "activation_checkpointing": env_flag("FSDP_ACTIVATION_CHECKPOINTING"),
     }
 
 

@@ -1,6 +1,11 @@
-"""A quick synthetic world and a tiny pretrained base for training tests."""
+"""A quick synthetic world and a tiny pretrained base for training tests, and a 2-process launcher."""
 
 from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +62,30 @@ def instruct_args(world, base_model, run_dir, *extra):
         "lora.r=4",
         *extra,
     ]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for a rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_train(args: list[str], *extra: str, timeout: int = 300) -> None:
+    """Run `mmgpt train ARGS EXTRA` on 2 CPU processes with torchrun; fails the test (with stderr) unless it exits 0."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "mmgpt",
+        "-q",
+        "train",
+        *args,
+        *extra,
+    ]
+    result = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,34 +14,9 @@ from safetensors.torch import load_file
 from mmgpt.model.checkpoints import load_model
 from mmgpt.train.loop import read_metrics
 from mmgpt.train.sharding import accelerate_fsdp_options
-from tests.train.conftest import instruct_args
+from tests.train.conftest import free_port, instruct_args, torchrun_train
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _torchrun(args: list[str], *extra: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        "-m",
-        "mmgpt",
-        "-q",
-        "train",
-        *args,
-        *extra,
-    ]
-    result = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
@@ -62,8 +36,8 @@ def test_fsdp_matches_ddp_resumes_exactly_and_writes_a_model(world, base_model, 
         "logging.keep_last=2",
     ]
     ddp, fsdp, resumed = tmp_path / "ddp", tmp_path / "fsdp", tmp_path / "resumed"
-    _torchrun(instruct_args(world, base_model, ddp, *common))
-    _torchrun(instruct_args(world, base_model, fsdp, *common, "distributed.strategy=fsdp"))
+    torchrun_train(instruct_args(world, base_model, ddp, *common))
+    torchrun_train(instruct_args(world, base_model, fsdp, *common, "distributed.strategy=fsdp"))
 
     ddp_w, fsdp_w = _weights(ddp, 4), _weights(fsdp, 4)
     assert ddp_w.keys() == fsdp_w.keys() and any("lora_" in k for k in fsdp_w)
@@ -73,8 +47,8 @@ def test_fsdp_matches_ddp_resumes_exactly_and_writes_a_model(world, base_model, 
     # a sharded run stopped after step 2 and resumed continues exactly as the uninterrupted one (this one with
     # activation checkpointing, which recomputes the same numbers)
     sharded = [*common, "distributed.strategy=fsdp", "precision.gradient_checkpointing=true"]
-    _torchrun(instruct_args(world, base_model, resumed, *sharded, "optim.max_steps=2"))
-    _torchrun(instruct_args(world, base_model, resumed, *sharded), "--resume")
+    torchrun_train(instruct_args(world, base_model, resumed, *sharded, "optim.max_steps=2"))
+    torchrun_train(instruct_args(world, base_model, resumed, *sharded), "--resume")
     expected = [r["loss"] for r in read_metrics(fsdp / "metrics.jsonl")]
     got = read_metrics(resumed / "metrics.jsonl")
     assert [r["step"] for r in got] == [1, 2, 3, 4]
@@ -131,7 +105,7 @@ def test_accelerate_launch_with_the_fsdp_config_shards(world, base_model, tmp_pa
         "--config_file",
         str(config),
         "--num_processes=2",
-        f"--main_process_port={_free_port()}",
+        f"--main_process_port={free_port()}",
         "-m",
         "mmgpt",
         "train",

@@ -18,7 +18,7 @@ from mmgpt.model.checkpoints import load_model
 from mmgpt.train.config import load_train_config
 from mmgpt.train.loop import NonFiniteLoss, read_metrics, run_training
 from mmgpt.train.metrics import Trackers
-from tests.train.conftest import instruct_args
+from tests.train.conftest import instruct_args, torchrun_train
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -152,22 +152,7 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path, base_model)
         "optim.grad_accum=2",
     ]
     assert _cli([*common, f"output_dir={tmp_path / 'one'}", "data.batch_size=4"]).wait(timeout=300) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29533",
-        "-m",
-        "mmgpt",
-        "-q",
-        "train",
-        *common,
-        f"output_dir={tmp_path / 'two'}",
-        "data.batch_size=2",
-    ]
-    assert subprocess.run(cmd, env=env, timeout=400).returncode == 0
+    torchrun_train([*common, f"output_dir={tmp_path / 'two'}", "data.batch_size=2"], timeout=400)
     one = load_file(str(tmp_path / "one" / "checkpoints" / "step-000003" / "trainable.safetensors"))
     two = load_file(str(tmp_path / "two" / "checkpoints" / "step-000003" / "trainable.safetensors"))
     assert one.keys() == two.keys()
