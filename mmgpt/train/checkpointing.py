@@ -23,20 +23,33 @@ logger = logging.getLogger(__name__)
 PREFIX = "step-"
 
 
+def staging_dir(run_dir: Path, step: int) -> Path:
+    """The temporary directory the checkpoint of `step` is assembled in before its rename: the same path in
+    every process, so that processes writing their own parts (DeepSpeed's partitions) meet there."""
+    return run_dir / "checkpoints" / f".tmp-{PREFIX}{step:06d}"
+
+
 def save_checkpoint(
-    run_dir: Path, step: int, weights: dict[str, torch.Tensor], extra: dict[str, Any], keep_last: int
+    run_dir: Path,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    extra: dict[str, Any],
+    keep_last: int,
+    staged: bool = False,
 ) -> Path:
     """Write `run_dir/checkpoints/step-NNNNNN` atomically and prune older ones; returns its path.
 
     `weights`: the full trainable tensors by parameter name (`sharding.full_trainable_state`); `extra`: the
-    optimizer, scheduler, scaler and data states.
+    optimizer, scheduler, scaler and data states. `staged`: other files of this checkpoint are already in
+    `staging_dir(run_dir, step)` (otherwise it is created empty).
     """
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:06d}"
-    tmp = root / f".tmp-{PREFIX}{step:06d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = staging_dir(run_dir, step)
+    if not staged:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
     save_file(weights, str(tmp / "trainable.safetensors"))
     state = {
         **extra,
@@ -60,24 +73,25 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / "state.pt").exists())
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Load trainable weights into `model` (sharded or not) and return the rest of the state (RNG states are
-    restored here)."""
+def load_checkpoint(path: Path, model: torch.nn.Module, weights: bool = True) -> dict[str, Any]:
+    """Load trainable weights into `model` (sharded or not; skipped with `weights=False`, when an engine restores
+    its own) and return the rest of the state (RNG states are restored here)."""
     from mmgpt.train.sharding import load_full_trainable_state
 
     try:
-        weights = load_file(str(path / "trainable.safetensors"))
+        tensors = load_file(str(path / "trainable.safetensors"))
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
     own = dict(model.named_parameters())
-    missing = [n for n, p in own.items() if p.requires_grad and n not in weights]
-    unknown = [n for n in weights if n not in own]
+    missing = [n for n, p in own.items() if p.requires_grad and n not in tensors]
+    unknown = [n for n in tensors if n not in own]
     if missing or unknown:
         raise CheckpointError(
             f"{path}: checkpoint does not match the model (missing {missing[:5]}, unknown {unknown[:5]})"
         )
-    load_full_trainable_state(model, weights)
+    if weights:
+        load_full_trainable_state(model, tensors)
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(_as_tuple(state["rng"]["python"]))
     return state

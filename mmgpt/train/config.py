@@ -98,11 +98,15 @@ class DistributedSection:
     `fsdp`: parameters, gradients and optimizer state are sharded over the processes (FSDP2), for models that do
     not fit one device (7B-scale); `fsdp_reshard_after_forward: false` trades memory for less communication,
     `fsdp_cpu_offload` keeps the shards in CPU memory. An `accelerate launch` with an FSDP config selects `fsdp`.
+    `deepspeed`: DeepSpeed ZeRO (`pip install 'mmgpt[deepspeed]'`) at `zero_stage` 1 (optimizer state
+    partitioned), 2 (and gradients) or 3 (and parameters); an `accelerate launch` with a DeepSpeed config
+    selects it with that config's stage. Precision stays mmgpt's (fp32 or bf16).
     """
 
     strategy: str = "ddp"
     fsdp_reshard_after_forward: bool = True
     fsdp_cpu_offload: bool = False
+    zero_stage: int = 2
 
 
 @dataclass
@@ -148,7 +152,17 @@ class TrainConfig:
                 self.precision.compile_mode in COMPILE_MODES,
                 f"must be one of {', '.join(COMPILE_MODES)}",
             ),
-            ("distributed.strategy", self.distributed.strategy in ("ddp", "fsdp"), "must be ddp or fsdp"),
+            (
+                "distributed.strategy",
+                self.distributed.strategy in ("ddp", "fsdp", "deepspeed"),
+                "must be ddp, fsdp or deepspeed",
+            ),
+            ("distributed.zero_stage", self.distributed.zero_stage in (1, 2, 3), "must be 1, 2 or 3"),
+            (
+                "precision.dtype",
+                not (self.distributed.strategy == "deepspeed" and self.precision.dtype == "fp16"),
+                "fp16 is not supported with distributed.strategy=deepspeed; use bf16 or fp32",
+            ),
         ]
         for key, ok, message in checks:
             if not ok:

@@ -4,8 +4,9 @@ Each micro-step runs one vision-language batch and one language-only batch (whic
 loss weighted equally and divided by the accumulation count, so an optimizer step sees the mean over its
 accumulated batches. The gradient is clipped once per optimizer step, on the full accumulated gradient.
 Distributed runs (torchrun or `accelerate launch`) use torch.distributed with either DDP, gradients synchronised
-only on the last backward of each optimizer step (`no_sync` before), or FSDP2 (`distributed.strategy: fsdp`,
-see `mmgpt.train.sharding`), gradients reduce-scattered into their shards after every backward.
+only on the last backward of each optimizer step (`no_sync` before), FSDP2 (`distributed.strategy: fsdp`,
+see `mmgpt.train.sharding`), gradients reduce-scattered into their shards after every backward, or DeepSpeed
+ZeRO (`distributed.strategy: deepspeed`, see `mmgpt.train.zero`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from mmgpt.errors import ConfigError, MmgptError
-from mmgpt.train.checkpointing import list_checkpoints, load_checkpoint, save_checkpoint
+from mmgpt.train.checkpointing import list_checkpoints, load_checkpoint, save_checkpoint, staging_dir
 from mmgpt.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -37,14 +39,6 @@ class NonFiniteLoss(MmgptError):
 
 
 def _dist_info() -> tuple[int, int]:
-    from mmgpt.train.sharding import env_flag
-
-    if env_flag("ACCELERATE_USE_DEEPSPEED"):
-        # `accelerate launch` would otherwise start plain DDP and let the user believe the model is sharded
-        raise ConfigError(
-            "ACCELERATE_USE_DEEPSPEED is set (an accelerate DeepSpeed config), but mmgpt does not run DeepSpeed: "
-            "shard with configs/accelerate/fsdp.yaml (FSDP2) or replicate with configs/accelerate/multi_gpu.yaml"
-        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
@@ -201,7 +195,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     """Run (or resume) training as configured; returns the final model directory (`output_dir/model`)."""
     from mmgpt.data.config import load_data_config
     from mmgpt.data.mixture import build_joint_stream
-    from mmgpt.train import sharding
+    from mmgpt.train import sharding, zero
     from mmgpt.train.metrics import MetricsWriter, Trackers, plot_losses
     from mmgpt.train.pretrain_data import build_pretrain_stream
 
@@ -211,6 +205,13 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
         config.distributed.fsdp_reshard_after_forward = fsdp_env["reshard_after_forward"]
         config.distributed.fsdp_cpu_offload = fsdp_env["cpu_offload"]
         config.precision.gradient_checkpointing |= fsdp_env["activation_checkpointing"]
+    ds_env = zero.accelerate_deepspeed_options()
+    if ds_env is not None:
+        config.distributed.strategy = "deepspeed"
+        config.distributed.zero_stage = ds_env["zero_stage"]
+    config.validate()
+    if config.distributed.strategy == "deepspeed":
+        zero.import_deepspeed()  # a missing package fails before any work
     rank, world_size = _dist_info()
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -227,9 +228,15 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     if rank:
         torch.manual_seed(config.seed + rank)  # rank 0 continues the stream a single-process run sees
     sharded = config.distributed.strategy == "fsdp" and world_size > 1
-    strategy = "fsdp" if sharded else "ddp"  # what this run's checkpoints record
+    use_zero = config.distributed.strategy == "deepspeed" and world_size > 1
+    # what this run's checkpoints record (a DeepSpeed checkpoint resumes only at its own ZeRO stage)
+    strategy = f"deepspeed-zero{config.distributed.zero_stage}" if use_zero else "fsdp" if sharded else "ddp"
     if config.distributed.strategy == "fsdp" and not sharded:
         logger.info("distributed.strategy=fsdp with one process: nothing to shard, training unsharded")
+    if config.distributed.strategy == "deepspeed" and not use_zero:
+        logger.info(
+            "distributed.strategy=deepspeed with one process: nothing to partition, training without it"
+        )
     if sharded:
         sharding.shard_model(
             model,
@@ -272,21 +279,33 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
         optimizer, cosine_lambda(total_steps, warmup, config.optim.min_lr_ratio)
     )
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision.dtype == "fp16")
-    ddp = model
-    if world_size > 1 and not sharded:
+    ddp = engine = model
+    if use_zero:
+        ds_config = zero.deepspeed_config(
+            batch,
+            config.optim.grad_accum,
+            world_size,
+            config.distributed.zero_stage,
+            config.optim.max_grad_norm,
+        )
+        ddp = engine = zero.initialize(model, optimizer, ds_config)
+    elif world_size > 1 and not sharded:
         ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 
     start = 0
     existing = list_checkpoints(run_dir) if resume else []
     if existing:
-        state = load_checkpoint(existing[-1], model)
+        state = load_checkpoint(existing[-1], model, weights=not use_zero)
         written_by = state.get("strategy", "ddp")
         if written_by != strategy:
             raise ConfigError(
-                f"{existing[-1]} was written by a {'sharded' if written_by == 'fsdp' else 'replicated'} run: "
-                f"resume it with distributed.strategy={written_by} and the same number of processes"
+                f"{existing[-1]} was written by a {_describe_strategy(written_by)} run: resume it with "
+                f"{_strategy_settings(written_by)} and the same number of processes"
             )
-        sharding.load_optimizer_state(model, optimizer, state["optimizer"])
+        if use_zero:
+            zero.load_engine_state(engine, existing[-1] / "deepspeed")
+        else:
+            sharding.load_optimizer_state(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         stream.load_state_dict(state["data"][rank] if isinstance(state["data"], list) else state["data"])
@@ -332,7 +351,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
                     last = micro == accum - 1 and j == len(pairs) - 1
                     # FSDP reduce-scatters after every backward: a unit that the last batch skips (the cross-
                     # attention of a language-only batch) would otherwise never reduce its accumulated gradient
-                    sync = contextlib.nullcontext() if (last or ddp is model) else ddp.no_sync()
+                    sync = contextlib.nullcontext() if (last or ddp is model or use_zero) else ddp.no_sync()
                     with sync:
                         loss = _forward_loss(ddp, b, device, config.precision.dtype)
                         if not torch.isfinite(loss):
@@ -340,14 +359,20 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
                                 f"non-finite {kind} loss ({loss.item()}) at step {step + 1}; the last good checkpoint "
                                 f"is kept in {run_dir / 'checkpoints'}"
                             )
-                        scaler.scale(loss / accum).backward()
+                        if use_zero:
+                            zero.backward(engine, loss / accum, boundary=last)
+                        else:
+                            scaler.scale(loss / accum).backward()
                     sums[kind] += loss.item() / accum
                     tokens += _batch_tokens(b)
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm or float("inf"))
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            if use_zero:
+                grad_norm = zero.step(engine)
+            else:
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm or float("inf"))
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
             lr = scheduler.get_last_lr()[0]
             scheduler.step()
             elapsed = time.perf_counter() - t0
@@ -377,8 +402,18 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
                     dist.all_gather_object(gathered, data_state)
                     data_state = gathered
                 # gathering sharded tensors is collective: every process takes part, rank 0 writes
-                weights = sharding.full_trainable_state(model)
-                optimizer_state = sharding.optimizer_state(model, optimizer)
+                if use_zero:
+                    staged = staging_dir(run_dir, done)
+                    if rank == 0:
+                        shutil.rmtree(staged, ignore_errors=True)
+                    if world_size > 1:
+                        dist.barrier()
+                    weights = zero.trainable_state(engine)
+                    zero.save_engine_state(engine, staged / "deepspeed")  # every process writes its partition
+                    optimizer_state = None
+                else:
+                    weights = sharding.full_trainable_state(model)
+                    optimizer_state = sharding.optimizer_state(model, optimizer)
                 if rank == 0:
                     save_checkpoint(
                         run_dir,
@@ -392,6 +427,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
                             "strategy": strategy,
                         },
                         config.logging.keep_last,
+                        staged=use_zero,
                     )
                 if world_size > 1:
                     dist.barrier()
@@ -402,7 +438,8 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
         if trackers is not None:
             trackers.close()
     model_dir = run_dir / "model"
-    full_state = sharding.full_model_state(model)  # collective when sharded
+    # collective when sharded
+    full_state = zero.full_model_state(engine) if use_zero else sharding.full_model_state(model)
     if rank == 0:
         model.eval()
         from mmgpt.model.checkpoints import save_model_dir
@@ -413,6 +450,18 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
     if world_size > 1:
         dist.barrier()
     return model_dir
+
+
+def _describe_strategy(strategy: str) -> str:
+    if strategy.startswith("deepspeed"):
+        return f"DeepSpeed ZeRO stage {strategy[-1]}"
+    return "sharded (FSDP)" if strategy == "fsdp" else "replicated (DDP)"
+
+
+def _strategy_settings(strategy: str) -> str:
+    if strategy.startswith("deepspeed"):
+        return f"distributed.strategy=deepspeed distributed.zero_stage={strategy[-1]}"
+    return f"distributed.strategy={strategy}"
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -78,7 +78,7 @@ def test_a_checkpoint_resumes_only_with_its_own_strategy(world, base_model, tmp_
     state = torch.load(state_path, weights_only=True)
     state["strategy"] = "fsdp"
     torch.save(state, state_path)
-    with pytest.raises(ConfigError, match="sharded run.*distributed.strategy=fsdp"):
+    with pytest.raises(ConfigError, match=r"sharded \(FSDP\) run.*distributed.strategy=fsdp"):
         run_training(load_train_config(None, args))
 
 

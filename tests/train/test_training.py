@@ -30,7 +30,7 @@ def test_config_errors_name_the_key(tmp_path):
         load_train_config(None, ["model.path=x", "data.config=y", "data.batch_size=two"])
     with pytest.raises(ConfigError, match="precision.compile_mode must be one of default"):
         load_train_config(None, ["model.path=x", "data.config=y", "precision.compile_mode=fast"])
-    with pytest.raises(ConfigError, match="distributed.strategy must be ddp or fsdp"):
+    with pytest.raises(ConfigError, match="distributed.strategy must be ddp, fsdp or deepspeed"):
         load_train_config(None, ["model.path=x", "data.config=y", "distributed.strategy=zero3"])
     (tmp_path / "c.yaml").write_text("model: {path: x}\ndata: {config: y, colour: red}\n")
     with pytest.raises(ConfigError, match="unknown key data.colour"):
@@ -195,12 +195,14 @@ def test_missing_tracker_is_a_clear_error_before_training(world, base_model, tmp
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
-def test_deepspeed_launch_is_refused_not_ignored(world, base_model, tmp_path, monkeypatch):
+def test_unsupported_deepspeed_settings_are_refused_before_training(world, base_model, tmp_path, monkeypatch):
+    # an accelerate DeepSpeed launch asking for offload must not silently train without it
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu")
     args = instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=1")
-    with pytest.raises(ConfigError, match="ACCELERATE_USE_DEEPSPEED.*does not run DeepSpeed"):
+    with pytest.raises(ConfigError, match="OFFLOAD_PARAM_DEVICE=cpu.*does not offload"):
         run_training(load_train_config(None, args))
-    assert not (tmp_path / "r" / "checkpoints").exists()
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow
