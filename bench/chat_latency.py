@@ -25,6 +25,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--turn-tokens", type=int, default=24)
+    parser.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="weights of both models"
+    )
     args = parser.parse_args()
 
     import torch
@@ -34,8 +37,10 @@ def main() -> None:
 
     torch.manual_seed(0)
     ours, ref, cfg = build_pair()
+    dtype = getattr(torch, args.dtype)
+    ours, ref = ours.to(dtype), ref.to(dtype)
     g = torch.Generator().manual_seed(1)
-    vision = torch.randn(1, 1, 1, 3, cfg.image_size, cfg.image_size, generator=g)
+    vision = torch.randn(1, 1, 1, 3, cfg.image_size, cfg.image_size, generator=g).to(dtype)
     turns = [torch.randint(3, IDS.media - 1, (1, args.turn_tokens), generator=g) for _ in range(args.rounds)]
     turns[0][0, 0] = IDS.media
     options = gen.GenerationOptions(max_new_tokens=args.new_tokens, eos_token_ids=(), pad_token_id=IDS.pad)

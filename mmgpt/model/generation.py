@@ -25,6 +25,7 @@ from transformers.generation.logits_process import (
 )
 
 from mmgpt.model.config import FlamingoConfig
+from mmgpt.model.kv_cache import GrowingCache
 from mmgpt.model.media_context import media_context
 
 
@@ -141,7 +142,7 @@ def new_state(model: Any, batch_size: int = 1) -> DecodeState:
     """An empty decoding state for `batch_size` sequences on the model's device."""
     device = model.device
     return DecodeState(
-        cache=DynamicCache(),
+        cache=GrowingCache(),
         token_ids=torch.zeros(batch_size, 0, dtype=torch.long, device=device),
         attention_mask=torch.zeros(batch_size, 0, dtype=torch.long, device=device),
         next_position=torch.zeros(batch_size, dtype=torch.long, device=device),
