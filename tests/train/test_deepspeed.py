@@ -70,9 +70,15 @@ def test_zero_stages_match_ddp_in_fp32(world, base_model, tmp_path):
 
 @pytest.mark.timeout(900)
 def test_zero3_resumes_exactly_and_writes_a_full_model(world, base_model, tmp_path):
-    """Parameters partitioned, bf16 frozen weights beside fp32 adapters: a run stopped after step 2 and resumed
-    continues as the uninterrupted one, and the gathered model directory holds the trained adapters."""
-    zero3 = [*COMMON, "distributed.strategy=deepspeed", "distributed.zero_stage=3"]
+    """Parameters partitioned, bf16 frozen weights beside fp32 adapters, activation checkpointing: a run stopped
+    after step 2 and resumed continues as the uninterrupted one, and the gathered model directory holds the
+    trained adapters."""
+    zero3 = [
+        *COMMON,
+        "distributed.strategy=deepspeed",
+        "distributed.zero_stage=3",
+        "precision.gradient_checkpointing=true",
+    ]
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     torchrun_train(instruct_args(world, base_model, whole, *zero3))
     torchrun_train(instruct_args(world, base_model, resumed, *zero3, "optim.max_steps=2"))
