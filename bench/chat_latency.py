@@ -4,14 +4,16 @@ mmgpt keeps the conversation state between rounds (image encoded once, media key
 cache kept), so a round runs only its own tokens. The reference, open-flamingo 2.0.1 with the same weights, does
 what the public demo does: every round it re-encodes the image and re-runs the whole re-rendered history, then
 decodes with a KV cache within the round. Both decode 16 greedy tokens per round (EOS disabled) after a 24-token
-user turn, in one process, alternating per round.
+user turn, in one process, alternating per round; the whole dialogue is repeated (3 times by default) and each
+round's median time is reported.
 
-    python bench/chat_latency.py [--rounds 10] [--new-tokens 16]
+    python bench/chat_latency.py [--rounds 10] [--new-tokens 16] [--turn-tokens 24] [--repeats 3] [--dtype float32]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--turn-tokens", type=int, default=24)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="dialogues run; each round's median is reported"
+    )
     parser.add_argument(
         "--dtype", choices=["float32", "bfloat16"], default="float32", help="weights of both models"
     )
@@ -45,35 +50,51 @@ def main() -> None:
     turns[0][0, 0] = IDS.media
     options = gen.GenerationOptions(max_new_tokens=args.new_tokens, eos_token_ids=(), pad_token_id=IDS.pad)
 
-    state = gen.new_state(ours, 1)
-    history = torch.zeros(1, 0, dtype=torch.long)
-    rows = []
-    with torch.no_grad():
-        for r in range(args.rounds):
-            # mmgpt: only the new turn (plus the previous reply's pending token) is run
-            t0 = time.perf_counter()
-            if r == 0:
-                gen.add_images(ours, state, vision)
-            logits = gen.prefill(ours, state, turns[r])
-            mine = gen.decode(ours, state, logits, options)
-            ours_s = time.perf_counter() - t0
+    def dialogue() -> list[tuple[int, int, float, float, bool]]:
+        """One 10-round dialogue, both sides alternating per round: (round, context, ours s, ref s, same)."""
+        state = gen.new_state(ours, 1)
+        history = torch.zeros(1, 0, dtype=torch.long)
+        rows = []
+        with torch.no_grad():
+            for r in range(args.rounds):
+                # mmgpt: only the new turn (plus the previous reply's pending token) is run
+                t0 = time.perf_counter()
+                if r == 0:
+                    gen.add_images(ours, state, vision)
+                logits = gen.prefill(ours, state, turns[r])
+                mine = gen.decode(ours, state, logits, options)
+                ours_s = time.perf_counter() - t0
 
-            # reference: re-encode the image and re-run the full history, then decode with a KV cache
-            t0 = time.perf_counter()
-            prompt = torch.cat([history, turns[r]], dim=1)
-            ref.cache_media(input_ids=prompt, vision_x=vision)
-            out = ref(None, prompt, use_cache=True, clear_conditioned_layers=False)
-            past, tokens = out.past_key_values, []
-            for _ in range(args.new_tokens):
-                nxt = out.logits[:, -1:].argmax(-1)
-                tokens.append(nxt)
-                out = ref(None, nxt, past_key_values=past, use_cache=True, clear_conditioned_layers=False)
-                past = out.past_key_values
-            ref.uncache_media()
-            ref_s = time.perf_counter() - t0
-            theirs = torch.cat(tokens, dim=1)
-            history = torch.cat([prompt, theirs], dim=1)
-            rows.append((r + 1, prompt.shape[1], ours_s, ref_s, torch.equal(mine, theirs)))
+                # reference: re-encode the image and re-run the full history, then decode with a KV cache
+                t0 = time.perf_counter()
+                prompt = torch.cat([history, turns[r]], dim=1)
+                ref.cache_media(input_ids=prompt, vision_x=vision)
+                out = ref(None, prompt, use_cache=True, clear_conditioned_layers=False)
+                past, tokens = out.past_key_values, []
+                for _ in range(args.new_tokens):
+                    nxt = out.logits[:, -1:].argmax(-1)
+                    tokens.append(nxt)
+                    out = ref(None, nxt, past_key_values=past, use_cache=True, clear_conditioned_layers=False)
+                    past = out.past_key_values
+                ref.uncache_media()
+                ref_s = time.perf_counter() - t0
+                theirs = torch.cat(tokens, dim=1)
+                history = torch.cat([prompt, theirs], dim=1)
+                rows.append((r + 1, prompt.shape[1], ours_s, ref_s, torch.equal(mine, theirs)))
+        return rows
+
+    runs = [dialogue() for _ in range(args.repeats)]
+    # per round: the median time of each side over the repeats (this machine's timings vary by +-20% run to run)
+    rows = [
+        (
+            per_round[0][0],
+            per_round[0][1],
+            statistics.median(x[2] for x in per_round),
+            statistics.median(x[3] for x in per_round),
+            all(x[4] for x in per_round),
+        )
+        for per_round in zip(*runs, strict=True)
+    ]
     print(f"{'round':>5}{'context':>9}{'mmgpt s':>10}{'reference s':>13}{'speed-up':>10}{'same tokens':>13}")
     for r, ctx, a, b, same in rows:
         print(f"{r:>5}{ctx:>9}{a:>10.3f}{b:>13.3f}{b / a:>9.1f}x{str(same):>13}")
