@@ -36,7 +36,7 @@ def worker(side: str, steps: int, batch: int, length: int) -> dict:
     from peft import LoraConfig, get_peft_model
 
     from mmgpt.model.lora import RELEASE_TARGETS, LoraSettings, apply_lora
-    from mmgpt.model.precision import cast_frozen_parameters, use_eager_attention
+    from mmgpt.model.precision import cast_frozen_parameters, skip_lora_input_casts, use_eager_attention
 
     ours, ref, cfg = build_pair()
     if side.startswith("mmgpt"):
@@ -44,6 +44,7 @@ def worker(side: str, steps: int, batch: int, length: int) -> dict:
         apply_lora(model, LoraSettings(r=16, alpha=16))
         cast_frozen_parameters(model, torch.bfloat16)  # frozen weights stored in bf16: no per-step re-cast
         use_eager_attention(model)  # fused SDPA is slow in bf16 on CPU
+        skip_lora_input_casts(model)  # autocast alone sets the adapters' input dtype
         if side == "mmgpt-compiled":
             model.compile_layers(mode="max-autotune-no-cudagraphs")
         del ref

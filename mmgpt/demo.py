@@ -84,12 +84,23 @@ def _done(start: float) -> None:
     print(f"   done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+# Bumped whenever the training code changes what the same config produces (2: eager attention on CPU in bf16),
+# so a base cached by an older version is not reused.
+BASE_RECIPE = 2
+
+
 def base_cache_key(seed: int, quick: bool) -> str:
     """Hash of what determines the base model: world seed/scale, the base config file, the step overrides."""
     scale = world_scale(quick)
     text = (CONFIG_DIR / "synthetic_base.yaml").read_text()
     payload = json.dumps(
-        {"seed": seed, "scale": scale, "config": text, "overrides": QUICK_BASE if quick else FULL_BASE}
+        {
+            "seed": seed,
+            "scale": scale,
+            "config": text,
+            "overrides": QUICK_BASE if quick else FULL_BASE,
+            "recipe": BASE_RECIPE,
+        }
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 

@@ -22,8 +22,36 @@ from mmgpt.errors import DataError
 logger = logging.getLogger(__name__)
 
 
+GROUP_WINDOW_BATCHES = 16
+
+
+def group_by_length(
+    order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Reorder a shuffled `order` so each run of `batch_size` indices has similar `lengths` (less padding).
+
+    Windows of GROUP_WINDOW_BATCHES batches are sorted by length and cut into batches, whose order within the
+    window is then shuffled (a final partial batch stays last, so later batches keep their alignment); which
+    samples meet in a window is still decided by the shuffle. Returns a permutation of `order`.
+    """
+    window = batch_size * GROUP_WINDOW_BATCHES
+    out = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        tail = [batches.pop()] if len(batches[-1]) < batch_size else []
+        out += [batches[i] for i in rng.permutation(len(batches))] + tail
+    return np.concatenate(out) if out else order
+
+
 class SampleStream:
-    """An endless stream of batches over `samples` (shuffled per pass, sharded by rank)."""
+    """An endless stream of batches over `samples` (shuffled per pass, sharded by rank).
+
+    With `lengths` (a size estimate per sample), each pass groups samples of similar length into the same batch
+    (`group_by_length`), over the global batch of all processes, so that rank r's k-th batch is still its share
+    of the same global batch a single process with `batch_size x world_size` would draw.
+    """
 
     def __init__(
         self,
@@ -34,18 +62,25 @@ class SampleStream:
         rank: int = 0,
         world_size: int = 1,
         name: str = "stream",
+        lengths: list[int] | None = None,
     ):
         if not samples:
             raise DataError(f"{name}: no usable samples")
         if world_size > len(samples):
             raise DataError(f"{name}: {len(samples)} samples cannot be sharded over {world_size} processes")
+        if lengths is not None and len(lengths) != len(samples):
+            raise ValueError(f"{name}: {len(lengths)} lengths for {len(samples)} samples")
         self.samples, self.builder, self.batch_size = samples, builder, batch_size
         self.seed, self.rank, self.world_size, self.name = seed, rank, world_size, name
+        self.lengths = None if lengths is None else np.asarray(lengths)
         self.epoch, self.cursor = 0, 0
         self._order = self._shard(0)
 
     def _shard(self, epoch: int) -> np.ndarray:
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.samples))
+        if self.lengths is not None:
+            rng = np.random.default_rng([self.seed, epoch, 1])
+            order = group_by_length(order, self.lengths, self.batch_size * self.world_size, rng)
         return order[self.rank :: self.world_size]
 
     @property
@@ -155,6 +190,13 @@ def read_all(config: DataConfig) -> tuple[list[ReadResult], list[ReadResult]]:
     ]
 
 
+def sample_length(sample: Sample) -> int:
+    """A cheap size estimate of a sample for length grouping: characters of its texts plus 64 per image."""
+    turns = sample.conversation.turns
+    text = sum(len(t.user) + len(t.assistant or "") + len(t.input or "") for t in turns)
+    return text + 64 * sample.conversation.num_images
+
+
 def build_joint_stream(
     config: DataConfig,
     tokenizer: Any,
@@ -163,8 +205,11 @@ def build_joint_stream(
     rank: int = 0,
     world_size: int = 1,
     seed: int | None = None,
+    group_by_length: bool = False,
 ) -> JointStream:
-    """Read the datasets and return the paper's joint VL + language stream for this rank.
+    """Read the datasets and return the paper's joint VL + language stream for this rank; `group_by_length`
+    batches vision-language samples of similar length together (see `SampleStream`; language-only batches
+    stay plain shuffles).
 
     Raises DataError before training when a configured stream ends up with no usable sample.
     """
@@ -182,7 +227,11 @@ def build_joint_stream(
             )
             raise DataError(f"no usable {label} samples ({details})")
         builder = ExampleBuilder(tokenizer, image_processor, config.max_length, config.strict)
-        streams.append(SampleStream(samples, builder, batch_size, seed + offset, rank, world_size, label))
+        grouped = group_by_length and label == "vision-language"
+        lengths = [sample_length(sm) for sm in samples] if grouped else None
+        streams.append(
+            SampleStream(samples, builder, batch_size, seed + offset, rank, world_size, label, lengths)
+        )
         logger.info("%s stream: %d samples from %d dataset(s)", label, len(samples), len(results))
     return JointStream(streams[0], streams[1], vl_results + lang_results)
 

@@ -30,3 +30,18 @@ def use_eager_attention(model: nn.Module) -> None:
         config = getattr(module, "config", None)
         if config is not None and hasattr(config, "_attn_implementation"):
             config._attn_implementation = "eager"
+
+
+def skip_lora_input_casts(model: nn.Module) -> int:
+    """Leave the dtype of LoRA adapters' inputs to autocast; returns how many LoRA layers were switched.
+
+    peft casts every adapted layer's input to the adapters' dtype (fp32) and autocast casts it straight back to
+    bf16 for the product: two copies of the activation per adapted layer and step, for identical numbers. Only
+    for training under autocast: without it, a bf16 input would meet fp32 adapter weights.
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled") and hasattr(module, "lora_A"):
+            module.cast_input_dtype_enabled = False
+            count += 1
+    return count

@@ -88,11 +88,17 @@ def build_pretrain_stream(
     seed: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    group_by_length: bool = False,
 ) -> JointStream:
-    """(interleaved batch, text batch) per micro-step, like the instruction stream."""
+    """(interleaved batch, text batch) per micro-step, like the instruction stream; `group_by_length` batches
+    interleaved lines of similar length together (by characters, 64 per image; text batches stay plain)."""
     streams = []
     for offset, name in enumerate(("interleaved.jsonl", "text.jsonl")):
         items = read_corpus(world / "pretrain" / name)
         builder = PretrainBuilder(tokenizer, image_processor, world, max_length)
-        streams.append(SampleStream(items, builder, batch_size, seed + offset, rank, world_size, name))
+        grouped = group_by_length and name == "interleaved.jsonl"
+        lengths = [len(i["text"]) + 64 * len(i["images"]) for i in items] if grouped else None
+        streams.append(
+            SampleStream(items, builder, batch_size, seed + offset, rank, world_size, name, lengths)
+        )
     return JointStream(streams[0], streams[1], reports=[])

@@ -243,3 +243,28 @@ def test_tokenizer_special_tokens_follow_openflamingo_order():
     ids = add_flamingo_special_tokens(tok)
     assert (ids.endofchunk, ids.media, ids.pad) == (base, base + 1, base + 2)
     assert add_flamingo_special_tokens(tok) == ids and len(tok) == base + 3
+
+
+def test_lora_input_casts_left_to_autocast_change_nothing(make_tiny_model):
+    """bf16 frozen weights + fp32 adapters under autocast: same loss and adapter gradients without peft's casts."""
+    from mmgpt.model.precision import cast_frozen_parameters, skip_lora_input_casts
+
+    model = make_tiny_model(gate_init=1.0)
+    apply_lora(model, LoraSettings(r=4))
+    cast_frozen_parameters(model, torch.bfloat16)
+    model.train()
+    ids = torch.tensor([[1, model.config.media_token_id, 30, 31, 32, 33]])
+
+    def loss_and_grads():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(_vision(0), ids, labels=ids).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads()
+    assert skip_lora_input_casts(model) > 0
+    loss2, grads2 = loss_and_grads()
+    assert torch.equal(loss, loss2) and grads.keys() == grads2.keys() and grads
+    for name in grads:
+        assert torch.equal(grads[name], grads2[name]), name

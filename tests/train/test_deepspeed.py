@@ -47,7 +47,8 @@ def _assert_same_weights(got: dict, expected: dict, atol: float) -> None:
 def test_zero_stages_match_ddp_in_fp32(world, base_model, tmp_path):
     """Gradient (stage 2) and parameter (stage 3) partitioning, DeepSpeed's clipping and its optimizer step give
     DDP's LoRA weights, losses and gradient norms."""
-    fp32 = [*COMMON, "precision.dtype=fp32"]
+    # warmup then cosine decay: the learning rate mmgpt's scheduler sets must reach DeepSpeed's optimizer
+    fp32 = [*COMMON, "precision.dtype=fp32", "optim.warmup_steps=1", "optim.min_lr_ratio=0.1"]
     ddp, zero2, zero3 = tmp_path / "ddp", tmp_path / "zero2", tmp_path / "zero3"
     torchrun_train(instruct_args(world, base_model, ddp, *fp32))
     torchrun_train(instruct_args(world, base_model, zero2, *fp32, "distributed.strategy=deepspeed"))
@@ -60,6 +61,7 @@ def test_zero_stages_match_ddp_in_fp32(world, base_model, tmp_path):
     for run in (zero2, zero3):
         _assert_same_weights(_weights(run, 4), _weights(ddp, 4), atol=1e-5)
         rows = read_metrics(run / "metrics.jsonl")
+        assert len({r["lr"] for r in rows}) == 4
         assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in ddp_rows], abs=1e-5)
         assert [r["grad_norm"] for r in rows] == pytest.approx([r["grad_norm"] for r in ddp_rows], rel=1e-4)
         # DeepSpeed's partitions sit beside mmgpt's files in each kept checkpoint

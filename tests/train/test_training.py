@@ -32,6 +32,8 @@ def test_config_errors_name_the_key(tmp_path):
         load_train_config(None, ["model.path=x", "data.config=y", "precision.compile_mode=fast"])
     with pytest.raises(ConfigError, match="distributed.strategy must be ddp, fsdp or deepspeed"):
         load_train_config(None, ["model.path=x", "data.config=y", "distributed.strategy=zero3"])
+    with pytest.raises(ConfigError, match="precision.attention must be auto, eager or sdpa"):
+        load_train_config(None, ["model.path=x", "data.config=y", "precision.attention=flash"])
     (tmp_path / "c.yaml").write_text("model: {path: x}\ndata: {config: y, colour: red}\n")
     with pytest.raises(ConfigError, match="unknown key data.colour"):
         load_train_config(tmp_path / "c.yaml")
@@ -224,3 +226,23 @@ def test_compiled_layers_train_like_eager(world, base_model, tmp_path):
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
     model = load_model(tmp_path / "compile-True" / "model")
     assert not any("_orig_mod" in name for name in model.state_dict())
+
+
+def test_attention_kernel_follows_the_precision(world, base_model, tmp_path):
+    """auto: eager attention for bf16 training on CPU (the fused kernel is slower there), sdpa in fp32."""
+    from mmgpt.train.loop import build_training_model
+
+    def kernels(*extra):
+        model = build_training_model(
+            load_train_config(None, instruct_args(world, base_model, tmp_path, *extra)), tmp_path
+        )
+        return {
+            m.config._attn_implementation
+            for m in model.modules()
+            if hasattr(m, "config") and hasattr(m.config, "_attn_implementation")
+        }
+
+    assert kernels() == {"eager"}
+    assert kernels("precision.dtype=fp32") == {"sdpa"}
+    assert kernels("precision.attention=sdpa") == {"sdpa"}
+    assert kernels("precision.dtype=fp32", "precision.attention=eager") == {"eager"}
