@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,26 @@ def torchrun_train(args: list[str], *extra: str, timeout: int = 300) -> None:
     ]
     result = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def accelerate_train(config_name: str, args: list[str]) -> subprocess.CompletedProcess:
+    """Run `accelerate launch --config_file configs/accelerate/CONFIG_NAME -m mmgpt train ARGS` on 2 CPU
+    processes; fails the test (with stderr) unless it exits 0, else returns the finished process."""
+    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / config_name
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--num_processes=2",
+        f"--main_process_port={free_port()}",
+        "-m",
+        "mmgpt",
+        "train",
+        *args,
+    ]
+    result = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from mmgpt.errors import ConfigError
 from mmgpt.model.checkpoints import load_model
 from mmgpt.train.loop import read_metrics
 from mmgpt.train.zero import accelerate_deepspeed_options
-from tests.train.conftest import free_port, instruct_args, torchrun_train
+from tests.train.conftest import accelerate_train, instruct_args, torchrun_train
 
 pytest.importorskip("deepspeed")
 pytestmark = pytest.mark.slow
@@ -154,23 +152,9 @@ def test_deepspeed_settings_are_validated(world, base_model, tmp_path, monkeypat
 
 def test_accelerate_launch_with_the_deepspeed_config(world, base_model, tmp_path):
     """`accelerate launch --config_file configs/accelerate/deepspeed.yaml` on 2 CPU processes trains with ZeRO."""
-    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "deepspeed.yaml"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(config),
-        "--num_processes=2",
-        f"--main_process_port={free_port()}",
-        "-m",
-        "mmgpt",
-        "train",
-        *instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=1"),
-    ]
-    result = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = accelerate_train(
+        "deepspeed.yaml", instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=1")
+    )
     assert "DeepSpeed ZeRO stage 2 over 2 processes" in result.stderr
     resolved = (tmp_path / "r" / "config.yaml").read_text()
     assert "strategy: deepspeed" in resolved and "zero_stage: 2" in resolved

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ from safetensors.torch import load_file
 from mmgpt.model.checkpoints import load_model
 from mmgpt.train.loop import read_metrics
 from mmgpt.train.sharding import accelerate_fsdp_options
-from tests.train.conftest import free_port, instruct_args, torchrun_train
+from tests.train.conftest import accelerate_train, instruct_args, torchrun_train
 
 pytestmark = pytest.mark.slow
 
@@ -96,23 +93,9 @@ def test_accelerate_fsdp_launch_options(monkeypatch):
 
 def test_accelerate_launch_with_the_fsdp_config_shards(world, base_model, tmp_path):
     """`accelerate launch --config_file configs/accelerate/fsdp.yaml` on 2 CPU processes trains sharded."""
-    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(config),
-        "--num_processes=2",
-        f"--main_process_port={free_port()}",
-        "-m",
-        "mmgpt",
-        "train",
-        *instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=1"),
-    ]
-    result = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = accelerate_train(
+        "fsdp.yaml", instruct_args(world, base_model, tmp_path / "r", "optim.max_steps=1")
+    )
     assert "sharded over 2 processes" in result.stderr
     assert "strategy: fsdp" in (tmp_path / "r" / "config.yaml").read_text()
     assert result.stdout.count("model written to") == 1
