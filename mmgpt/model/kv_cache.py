@@ -1,7 +1,7 @@
 """A self-attention KV cache that grows in place, for long multi-round chats.
 
 transformers' `DynamicCache` concatenates every new token's keys and values onto the whole cache, so each decoded
-token copies all of it: at a few hundred cached tokens this copying took a quarter of a decode step on CPU.
+token copies all of it (at 384 cached tokens on CPU, about 5% of a 16-token chat round, growing with the history).
 `GrowingCache` writes new keys/values into a preallocated buffer whose capacity doubles when full, so appending
 costs only the new tokens (amortised), and attention reads a view of the filled part. Everything else (cropping
 for beam search and context limits, batch reordering) behaves as `DynamicCache`, which it subclasses.

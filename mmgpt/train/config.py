@@ -48,9 +48,10 @@ class DataSection:
     world: str | None = None
     batch_size: int = 1
     max_length: int | None = None
-    # batch samples of similar length together (less padding: ~40% of the demo's pretraining batches was
-    # padding); which samples share a window of 16 batches is still random. Off by default: in instruction data
-    # length follows the task, so grouped batches each hold one kind of task (measured: worse tuned models)
+    # batch vision-language samples of similar length together (less padding: ~40% of the demo's pretraining
+    # image-text batches was padding); which samples share a window of 16 batches is still random. Off by
+    # default: length follows the task, so grouped batches each hold one kind of sample (measured: worse tuned
+    # models)
     group_by_length: bool = False
 
 

@@ -127,8 +127,6 @@ def _attention_kernel(config: TrainConfig) -> str:
 
 
 def _check_compiler() -> None:
-    import shutil
-
     if not torch.cuda.is_available() and not any(shutil.which(c) for c in ("c++", "g++", "clang++", "cc")):
         # TorchInductor generates C++ on CPU; without a compiler the first step would fail deep inside it
         raise ConfigError(

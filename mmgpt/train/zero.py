@@ -106,8 +106,8 @@ def backward(engine: Any, loss: torch.Tensor, boundary: bool) -> None:
 
 
 def step(engine: Any) -> float:
-    """Clip, step the optimizer and zero the gradients; returns the gradient norm before clipping."""
-    engine.set_gradient_accumulation_boundary(True)
+    """Clip, step the optimizer and zero the gradients (after a `backward` with `boundary=True`); returns the
+    gradient norm before clipping."""
     engine.step()
     norm = engine.get_global_grad_norm()
     return float("nan") if norm is None else float(norm)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from mmgpt.train.config import load_train_config
 from mmgpt.train.loop import run_training
@@ -113,3 +115,28 @@ def accelerate_train(config_name: str, args: list[str]) -> subprocess.CompletedP
     result = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def checkpoint_weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    """The trainable tensors of `run`'s checkpoint at `step`, by parameter name."""
+    return load_file(str(run / "checkpoints" / f"step-{step:06d}" / "trainable.safetensors"))
+
+
+def assert_model_dir_holds_adapters(model_dir: Path, weights: dict[str, torch.Tensor]):
+    """`model_dir` loads and its LoRA weights equal the checkpoint tensors `weights`; returns the loaded model."""
+    from mmgpt.model.checkpoints import load_model
+
+    model = load_model(model_dir)
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    assert lora
+    for name, p in lora.items():
+        key = next(k for k in weights if k.endswith(name.split("lang_encoder.", 1)[-1]))
+        torch.testing.assert_close(p.detach().float(), weights[key].float(), atol=1e-6, rtol=0)
+    return model
+
+
+def assert_same_weights(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], atol: float) -> None:
+    """Same parameter names (LoRA's among them) and every tensor within `atol`."""
+    assert got.keys() == expected.keys() and any("lora_" in k for k in got)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=atol, rtol=0)

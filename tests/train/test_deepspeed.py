@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from mmgpt.errors import ConfigError
 from mmgpt.model.checkpoints import load_model
 from mmgpt.train.loop import read_metrics
 from mmgpt.train.zero import accelerate_deepspeed_options
-from tests.train.conftest import accelerate_train, instruct_args, torchrun_train
+from tests.train.conftest import (
+    accelerate_train,
+    assert_model_dir_holds_adapters,
+    assert_same_weights,
+    checkpoint_weights,
+    instruct_args,
+    torchrun_train,
+)
 
 pytest.importorskip("deepspeed")
 pytestmark = pytest.mark.slow
@@ -29,16 +34,6 @@ COMMON = [
     "logging.save_every=2",
     "logging.keep_last=2",
 ]
-
-
-def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
-    return load_file(str(run / "checkpoints" / f"step-{step:06d}" / "trainable.safetensors"))
-
-
-def _assert_same_weights(got: dict, expected: dict, atol: float) -> None:
-    assert got.keys() == expected.keys() and any("lora_" in k for k in got)
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], atol=atol, rtol=0)
 
 
 @pytest.mark.timeout(900)
@@ -57,7 +52,7 @@ def test_zero_stages_match_ddp_in_fp32(world, base_model, tmp_path):
     )
     ddp_rows = read_metrics(ddp / "metrics.jsonl")
     for run in (zero2, zero3):
-        _assert_same_weights(_weights(run, 4), _weights(ddp, 4), atol=1e-5)
+        assert_same_weights(checkpoint_weights(run, 4), checkpoint_weights(ddp, 4), atol=1e-5)
         rows = read_metrics(run / "metrics.jsonl")
         assert len({r["lr"] for r in rows}) == 4
         assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in ddp_rows], abs=1e-5)
@@ -87,15 +82,10 @@ def test_zero3_resumes_exactly_and_writes_a_full_model(world, base_model, tmp_pa
     got = read_metrics(resumed / "metrics.jsonl")
     assert [r["step"] for r in got] == [1, 2, 3, 4]
     assert [r["loss"] for r in got] == pytest.approx([r["loss"] for r in expected], abs=1e-5)
-    whole_w = _weights(whole, 4)
-    _assert_same_weights(_weights(resumed, 4), whole_w, atol=1e-6)
+    whole_w = checkpoint_weights(whole, 4)
+    assert_same_weights(checkpoint_weights(resumed, 4), whole_w, atol=1e-6)
 
-    model = load_model(whole / "model")
-    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
-    assert lora
-    for name, p in lora.items():
-        key = next(k for k in whole_w if k.endswith(name.split("lang_encoder.", 1)[-1]))
-        torch.testing.assert_close(p.detach().float(), whole_w[key].float(), atol=1e-6, rtol=0)
+    model = assert_model_dir_holds_adapters(whole / "model", whole_w)
     # the frozen base is whole too (gathered from its partitions), not the empty placeholders ZeRO-3 leaves
     base = load_model(base_model)
     base_state = base.state_dict()

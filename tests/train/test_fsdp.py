@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from mmgpt.model.checkpoints import load_model
 from mmgpt.train.loop import read_metrics
 from mmgpt.train.sharding import accelerate_fsdp_options
-from tests.train.conftest import accelerate_train, instruct_args, torchrun_train
+from tests.train.conftest import (
+    accelerate_train,
+    assert_model_dir_holds_adapters,
+    assert_same_weights,
+    checkpoint_weights,
+    instruct_args,
+    torchrun_train,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
-    return load_file(str(run / "checkpoints" / f"step-{step:06d}" / "trainable.safetensors"))
 
 
 @pytest.mark.timeout(900)
@@ -36,10 +36,8 @@ def test_fsdp_matches_ddp_resumes_exactly_and_writes_a_model(world, base_model, 
     torchrun_train(instruct_args(world, base_model, ddp, *common))
     torchrun_train(instruct_args(world, base_model, fsdp, *common, "distributed.strategy=fsdp"))
 
-    ddp_w, fsdp_w = _weights(ddp, 4), _weights(fsdp, 4)
-    assert ddp_w.keys() == fsdp_w.keys() and any("lora_" in k for k in fsdp_w)
-    for name in ddp_w:
-        torch.testing.assert_close(fsdp_w[name], ddp_w[name], atol=1e-4, rtol=0)
+    ddp_w, fsdp_w = checkpoint_weights(ddp, 4), checkpoint_weights(fsdp, 4)
+    assert_same_weights(fsdp_w, ddp_w, atol=1e-4)
 
     # a sharded run stopped after step 2 and resumed continues exactly as the uninterrupted one (this one with
     # activation checkpointing, which recomputes the same numbers)
@@ -50,16 +48,10 @@ def test_fsdp_matches_ddp_resumes_exactly_and_writes_a_model(world, base_model, 
     got = read_metrics(resumed / "metrics.jsonl")
     assert [r["step"] for r in got] == [1, 2, 3, 4]
     assert [r["loss"] for r in got] == pytest.approx(expected, abs=1e-5)
-    for name, tensor in _weights(resumed, 4).items():
-        torch.testing.assert_close(tensor, fsdp_w[name], atol=1e-5, rtol=0)
+    assert_same_weights(checkpoint_weights(resumed, 4), fsdp_w, atol=1e-5)
 
     # the gathered model directory holds the full base and the trained adapters
-    model = load_model(fsdp / "model")
-    own = {n: p for n, p in model.named_parameters() if "lora_" in n}
-    assert own
-    for name, p in own.items():
-        key = next(k for k in fsdp_w if k.endswith(name.split("lang_encoder.", 1)[-1]))
-        torch.testing.assert_close(p.detach().float(), fsdp_w[key].float(), atol=1e-6, rtol=0)
+    assert_model_dir_holds_adapters(fsdp / "model", fsdp_w)
 
 
 def test_a_checkpoint_resumes_only_with_its_own_strategy(world, base_model, tmp_path):
