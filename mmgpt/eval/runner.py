@@ -82,7 +82,12 @@ def generate_answers(
     """Greedy replies for held-out items, batched (items with and without images in separate batches)."""
     tokenizer = model.tokenizer
     pad = model.config.pad_token_id
-    order = sorted(range(len(items)), key=lambda i: (bool(items[i].get("image")), len(items[i]["question"])))
+    # batches of one kind of question end together (short answers do not wait for long captions), and similar
+    # prompt lengths need little padding
+    order = sorted(
+        range(len(items)),
+        key=lambda i: (bool(items[i].get("image")), items[i].get("kind", ""), len(items[i]["question"])),
+    )
     replies: list[str] = [""] * len(items)
     bar = None
     if progress:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -53,19 +54,25 @@ def _polygon(shape: Shape, k: int) -> list[tuple[float, float]]:
     raise ValueError(f"no polygon for {shape.kind}")
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: Shape, k: int) -> None:
-    fill = COLOURS[shape.colour]
+def draw_shape(
+    draw: ImageDraw.ImageDraw, shape: Shape, k: int, fill: Any = None, outline: Any = OUTLINE
+) -> None:
+    """Draw `shape` at `k` times the scene's pixel scale, filled with `fill` (default: the shape's colour).
+
+    The label maps of `mmgpt.synth.scene_labels` draw with the same geometry and a class index as the fill.
+    """
+    fill = COLOURS[shape.colour] if fill is None else fill
     x0, y0, x1, y1 = (v * k for v in shape.box)
     width = k
     if shape.kind == "circle":
-        draw.ellipse((x0, y0, x1 - 1, y1 - 1), fill=fill, outline=OUTLINE, width=width)
+        draw.ellipse((x0, y0, x1 - 1, y1 - 1), fill=fill, outline=outline, width=width)
     elif shape.kind == "square":
         inset = round(shape.extent * k * 0.06)
         draw.rectangle(
-            (x0 + inset, y0 + inset, x1 - 1 - inset, y1 - 1 - inset), fill=fill, outline=OUTLINE, width=width
+            (x0 + inset, y0 + inset, x1 - 1 - inset, y1 - 1 - inset), fill=fill, outline=outline, width=width
         )
     else:
-        draw.polygon(_polygon(shape, k), fill=fill, outline=OUTLINE, width=width)
+        draw.polygon(_polygon(shape, k), fill=fill, outline=outline, width=width)
 
 
 def _draw_word(draw: ImageDraw.ImageDraw, scene: Scene, k: int) -> None:
@@ -93,7 +100,7 @@ def render(scene: Scene) -> Image.Image:
     image = _background(scene, big)
     draw = ImageDraw.Draw(image)
     for shape in scene.shapes:
-        _draw_shape(draw, shape, k)
+        draw_shape(draw, shape, k)
     if scene.word:
         _draw_word(draw, scene, k)
     return image.resize((scene.image_size, scene.image_size), Image.Resampling.LANCZOS)

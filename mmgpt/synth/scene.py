@@ -86,6 +86,20 @@ class Scene:
         """Shapes whose grid position is `position`."""
         return [s for s in self.ordered() if s.position == position]
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Scene:
+        """The inverse of `to_dict` (extra keys, such as a manifest's "paths", are ignored)."""
+        return cls(
+            image_id=data["image_id"],
+            split=data["split"],
+            image_size=data["image_size"],
+            background=data["background"],
+            shapes=tuple(Shape(**s) for s in data["shapes"]),
+            word=data.get("word"),
+            word_band=data.get("word_band"),
+            text_jitter=data.get("text_jitter", 0.5),
+        )
+
     def to_dict(self) -> dict:
         """JSON-ready ground truth."""
         return {

@@ -118,6 +118,20 @@ class DistributedSection:
 
 
 @dataclass
+class VisionPretrainSection:
+    """Pretrain stage, synthetic world, tiny model only: first train the from-scratch vision tower for `steps`
+    steps to parse the world's scenes (see mmgpt.train.vision_pretrain), standing in for CLIP's own pretraining;
+    with `freeze` it then stays frozen, as OpenFlamingo keeps CLIP frozen. `steps: 0` (the default) skips it."""
+
+    steps: int = 0
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.05
+    freeze: bool = True
+
+
+@dataclass
 class TrainConfig:
     """The whole run. `stage`: `instruct` (freeze + LoRA, joint VL + language: the paper) or `pretrain`."""
 
@@ -131,6 +145,7 @@ class TrainConfig:
     precision: PrecisionSection = field(default_factory=PrecisionSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
     distributed: DistributedSection = field(default_factory=DistributedSection)
+    vision_pretrain: VisionPretrainSection = field(default_factory=VisionPretrainSection)
 
     def validate(self) -> TrainConfig:
         """Check ranges and combinations; raises ConfigError naming the dotted key."""
@@ -171,6 +186,9 @@ class TrainConfig:
                 "must be ddp, fsdp or deepspeed",
             ),
             ("distributed.zero_stage", self.distributed.zero_stage in (1, 2, 3), "must be 1, 2 or 3"),
+            ("vision_pretrain.steps", self.vision_pretrain.steps >= 0, "must be >= 0"),
+            ("vision_pretrain.batch_size", self.vision_pretrain.batch_size >= 1, "must be >= 1"),
+            ("vision_pretrain.lr", self.vision_pretrain.lr > 0, "must be > 0"),
             (
                 "precision.dtype",
                 not (self.distributed.strategy == "deepspeed" and self.precision.dtype == "fp16"),
@@ -195,6 +213,11 @@ class TrainConfig:
             raise ConfigError("data.config is required for the instruct stage")
         if self.stage == "pretrain" and not self.data.world:
             raise ConfigError("data.world is required for the pretrain stage")
+        if self.vision_pretrain.steps and (self.stage != "pretrain" or self.model.tiny is None):
+            raise ConfigError(
+                "vision_pretrain.steps needs stage: pretrain and a model.tiny built from scratch "
+                "(it trains a new vision tower on the synthetic world's scene labels)"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

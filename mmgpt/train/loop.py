@@ -28,6 +28,7 @@ import torch.distributed as dist
 from mmgpt.errors import ConfigError, MmgptError
 from mmgpt.train.checkpointing import list_checkpoints, load_checkpoint, save_checkpoint, staging_dir
 from mmgpt.train.config import TrainConfig
+from mmgpt.train.schedule import cosine_lambda
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,51 @@ def build_training_model(config: TrainConfig, run_dir: Path) -> Any:
     return model
 
 
+VISION_TOWER_FILE = "vision_tower.safetensors"
+
+
+def _prepare_vision_tower(model: Any, config: TrainConfig, run_dir: Path, device: torch.device) -> None:
+    """Pretrain the tiny model's vision tower on the world's scene labels (once per run directory: a resumed run
+    reloads `run_dir/vision_tower.safetensors`), then freeze it when `vision_pretrain.freeze` says so.
+
+    In a distributed run rank 0 trains it while the others wait, and every process loads the saved file.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from mmgpt.train.vision_pretrain import pretrain_vision_tower
+
+    settings = config.vision_pretrain
+    path = run_dir / VISION_TOWER_FILE
+    if not path.exists():
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            scores = pretrain_vision_tower(
+                model.vision_encoder,
+                Path(config.data.world),
+                model.image_processor,
+                steps=settings.steps,
+                batch_size=settings.batch_size,
+                lr=settings.lr,
+                warmup_steps=settings.warmup_steps,
+                weight_decay=settings.weight_decay,
+                seed=config.seed,
+                device=device,
+                autocast_dtype=AUTOCAST.get(config.precision.dtype),
+                progress=config.logging.progress,
+            )
+            if scores:
+                (run_dir / "vision_tower.json").write_text(json.dumps(scores, indent=2) + "\n")
+            staged = path.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in model.vision_encoder.state_dict().items()}, str(staged))
+            staged.replace(path)
+        if dist.is_initialized():
+            dist.barrier()
+    else:
+        logger.info("reusing the pretrained vision tower in %s", path)
+    model.vision_encoder.load_state_dict(load_file(str(path), device=str(device)))
+    if settings.freeze:
+        model.vision_encoder.requires_grad_(False)
+
+
 def _attention_kernel(config: TrainConfig) -> str:
     """The attention implementation to train with ("eager" or "sdpa"), resolving precision.attention=auto."""
     choice = config.precision.attention
@@ -195,18 +241,6 @@ def _forward_loss(model: Any, batch: dict, device: torch.device, precision: str)
     return out.loss.float()
 
 
-def cosine_lambda(total: int, warmup: int, min_ratio: float):
-    """LR multiplier: linear warmup, then cosine decay to `min_ratio`."""
-
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
-
-
 def run_training(config: TrainConfig, resume: bool = True) -> Path:
     """Run (or resume) training as configured; returns the final model directory (`output_dir/model`)."""
     from mmgpt.data.config import load_data_config
@@ -240,6 +274,8 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
         else torch.device("cpu")
     )
     model = build_training_model(config, run_dir).to(device)
+    if config.vision_pretrain.steps:
+        _prepare_vision_tower(model, config, run_dir, device)
     model.train()
     if rank:
         torch.manual_seed(config.seed + rank)  # rank 0 continues the stream a single-process run sees

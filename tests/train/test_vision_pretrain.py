@@ -1,0 +1,125 @@
+"""The synthetic base's vision-tower pretraining: it learns, it is seeded, and the pretrain stage uses it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmgpt.errors import ConfigError
+from mmgpt.model.checkpoints import load_model
+from mmgpt.model.image_processing import FlamingoImageProcessor
+from mmgpt.train.config import load_train_config
+from mmgpt.train.loop import run_training
+from mmgpt.train.vision_pretrain import (
+    SceneParsingHead,
+    load_scene_set,
+    parsing_accuracy,
+    pretrain_vision_tower,
+)
+
+from .conftest import TINY
+
+
+def _tower(seed: int = 0):
+    from mmgpt.model.builder import build_vision_from_config
+
+    torch.manual_seed(seed)
+    config = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    return build_vision_from_config({**config, "image_size": 32, "patch_size": 8})
+
+
+def _pretrain_tower(world, steps: int):
+    tower = _tower()
+    scores = pretrain_vision_tower(
+        tower,
+        world,
+        FlamingoImageProcessor(32),
+        steps=steps,
+        batch_size=16,
+        lr=4e-3,
+        warmup_steps=5,
+        weight_decay=0.0,
+        seed=0,
+        progress=False,
+    )
+    return tower, scores
+
+
+def test_pretraining_teaches_the_tower_colours(world):
+    heldout = load_scene_set(world, "heldout", FlamingoImageProcessor(32), 4)
+    assert heldout.targets["colour"].shape == (len(heldout), 16)
+    untrained = parsing_accuracy(_tower(), SceneParsingHead(32), heldout)
+    _, scores = _pretrain_tower(world, 200)
+    assert set(scores) == {"colour", "kind", "centre", "word", "count"}
+    assert scores["colour"] > max(0.6, untrained["colour"] + 0.3), (scores, untrained)
+
+
+def test_pretraining_is_seeded_and_leaves_the_global_stream(world):
+    state = torch.get_rng_state()
+    first, _ = _pretrain_tower(world, 5)
+    assert torch.equal(torch.get_rng_state(), state)
+    second, _ = _pretrain_tower(world, 5)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def _pretrain_config(world, run, *extra):
+    return load_train_config(
+        None,
+        [
+            "stage=pretrain",
+            f"data.world={world}",
+            f"output_dir={run}",
+            TINY,
+            "model.tokenizer_vocab_size=600",
+            "data.batch_size=4",
+            "optim.max_steps=2",
+            "logging.progress=false",
+            "vision_pretrain.steps=4",
+            "vision_pretrain.batch_size=8",
+            *extra,
+        ],
+    )
+
+
+def test_pretrain_stage_starts_from_the_pretrained_tower_and_keeps_it_frozen(world, tmp_path, caplog):
+    run = tmp_path / "base"
+    model_dir = run_training(_pretrain_config(world, run))
+    tower = load_file(str(run / "vision_tower.safetensors"))
+    assert set(json.loads((run / "vision_tower.json").read_text())) == {
+        "colour",
+        "kind",
+        "centre",
+        "word",
+        "count",
+    }
+    trained = load_model(model_dir)
+    for name, value in trained.vision_encoder.state_dict().items():
+        assert torch.equal(value, tower[name]), name  # frozen through the Flamingo pretraining
+    # a resumed (or repeated) run reuses the saved tower instead of training it again
+    before = (run / "vision_tower.safetensors").stat().st_mtime_ns
+    with caplog.at_level("INFO", logger="mmgpt.train.loop"):
+        run_training(_pretrain_config(world, run, "optim.max_steps=3"))
+    assert (run / "vision_tower.safetensors").stat().st_mtime_ns == before
+    assert "reusing the pretrained vision tower" in caplog.text
+
+
+def test_unfrozen_tower_keeps_training(world, tmp_path):
+    run = tmp_path / "base"
+    model_dir = run_training(_pretrain_config(world, run, "vision_pretrain.freeze=false", "optim.lr=1e-2"))
+    tower = load_file(str(run / "vision_tower.safetensors"))
+    trained = load_model(model_dir).vision_encoder.state_dict()
+    assert any(not torch.equal(trained[name], value) for name, value in tower.items())
+
+
+def test_vision_pretraining_needs_a_from_scratch_pretrain_run(world, tmp_path):
+    with pytest.raises(ConfigError, match="vision_pretrain.steps needs stage: pretrain"):
+        load_train_config(
+            None,
+            [f"data.config={world}/datasets.yaml", "model.path=somewhere", "vision_pretrain.steps=10"],
+        )
+    with pytest.raises(ConfigError, match="vision_pretrain.steps must be >= 0"):
+        _pretrain_config(world, tmp_path, "vision_pretrain.steps=-1")
