@@ -158,7 +158,8 @@ def _plot(results: dict, path: Path) -> None:
         [k + 0.4 - width / 2 for k in range(len(keys))], [k.replace("_", " ") for k in keys], fontsize=8
     )
     a.set_ylabel("accuracy")
-    a.legend(fontsize=7)
+    a.set_ylim(0, 1)  # headroom: the legend sits above the bars, not on them
+    a.legend(fontsize=7, ncol=2, loc="upper left")
     b.bar(range(len(names)), [results[n]["mean_response_words"] for n in names], color="tab:gray")
     b.set_xticks(range(len(names)), names, fontsize=7, rotation=15)
     b.set_ylabel("mean words, open-ended prompts")
