@@ -148,6 +148,14 @@ def run_demo(
         )
         run_training(load_train_config(CONFIG_DIR / "synthetic_base.yaml", overrides))
     base_dir = cache / "model"
+    parsing = cache / "vision_tower.json"
+    if parsing.exists():
+        scores = json.loads(parsing.read_text())
+        print(
+            "   vision tower, held-out scene parsing accuracy: "
+            + ", ".join(f"{name} {value:.2f}" for name, value in scores.items()),
+            flush=True,
+        )
     _done(t)
 
     t = _stage("3/5 instruction tuning: frozen base + LoRA, joint vision-language and language-only batches")

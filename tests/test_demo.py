@@ -30,6 +30,7 @@ def test_quick_demo(tmp_path, capsys):
     assert "transcript" in out and "tuned" in out
     # the base's vision tower was pretrained to parse scenes first (its held-out scores are kept beside it)
     assert len(list((tmp_path / "cache").glob("base-*/vision_tower.json"))) == 1
+    assert "vision tower, held-out scene parsing accuracy: colour" in out
     model = load_model(tmp_path / "demo" / "model")
     assert model.chat(max_new_tokens=3).ask("Hello?") is not None
     # The base is cached across output directories: a second run skips pretraining.
