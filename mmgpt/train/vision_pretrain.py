@@ -26,6 +26,7 @@ from mmgpt.errors import DataError
 from mmgpt.synth.scene import Scene
 from mmgpt.synth.scene_labels import NUM_COLOURS, NUM_COUNTS, NUM_KINDS, NUM_WORDS, scene_labels
 from mmgpt.synth.world import WorldManifest
+from mmgpt.train.config import VisionPretrainSection
 from mmgpt.train.schedule import cosine_lambda
 
 logger = logging.getLogger(__name__)
@@ -142,34 +143,26 @@ def pretrain_vision_tower(
     vision_encoder: nn.Module,
     world: Path,
     image_processor: Any,
+    settings: VisionPretrainSection,
     *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    warmup_steps: int,
-    weight_decay: float,
     seed: int,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = torch.bfloat16,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Train `vision_encoder` (a CLIPVisionModel) in place on the world's training images for `steps` steps.
+    """Train `vision_encoder` (a CLIPVisionModel) in place on the world's training images for `settings.steps`
+    steps (AdamW, linear warmup then cosine decay to a tenth, gradient clipping at 1, bf16 autocast by default).
 
-    AdamW with linear warmup and cosine decay to a tenth, gradient clipping at 1, bf16 autocast by default.
     Returns the held-out parsing accuracies (empty when the world has no held-out images). Seeded by `seed`;
     the global random state is restored afterwards.
     """
     with torch.random.fork_rng():  # the caller's random stream is left as it was
         torch.manual_seed(seed)
-        return _pretrain(
+        return _train(
             vision_encoder,
             world,
             image_processor,
-            steps,
-            batch_size,
-            lr,
-            warmup_steps,
-            weight_decay,
+            settings,
             seed,
             torch.device(device),
             autocast_dtype,
@@ -177,15 +170,11 @@ def pretrain_vision_tower(
         )
 
 
-def _pretrain(
+def _train(
     vision_encoder: nn.Module,
     world: Path,
     image_processor: Any,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    warmup_steps: int,
-    weight_decay: float,
+    settings: VisionPretrainSection,
     seed: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None,
@@ -197,14 +186,18 @@ def _pretrain(
     train = load_scene_set(world, "train", image_processor, grid)
     head = SceneParsingHead(vision_encoder.config.hidden_size).to(device)
     params = [*vision_encoder.parameters(), *head.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_lambda(steps, warmup_steps, 0.1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_lambda(settings.steps, settings.warmup_steps, 0.1)
+    )
     generator = torch.Generator().manual_seed(seed)
     vision_encoder.train()
-    bar = tqdm(range(steps), desc="vision tower", unit="step", disable=not progress)
+    bar = tqdm(range(settings.steps), desc="vision tower", unit="step", disable=not progress)
     for step in bar:
-        pixels, targets = train.take(torch.randint(0, len(train), (batch_size,), generator=generator), device)
+        pixels, targets = train.take(
+            torch.randint(0, len(train), (settings.batch_size,), generator=generator), device
+        )
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             loss = parsing_loss(head(_patch_features(vision_encoder, pixels)), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -212,7 +205,7 @@ def _pretrain(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
-        if step % 50 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == settings.steps - 1:
             bar.set_postfix(loss=f"{loss.item():.3f}")
             logger.debug("vision step %d loss %.4f", step, loss.item())
     vision_encoder.eval()
@@ -222,7 +215,7 @@ def _pretrain(
     scores = parsing_accuracy(vision_encoder, head, heldout, device=device)
     logger.info(
         "vision tower after %d steps, held-out accuracy: %s",
-        steps,
+        settings.steps,
         ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
     )
     return scores

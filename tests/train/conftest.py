@@ -32,24 +32,25 @@ def world(tmp_path_factory):
     return out
 
 
+def pretrain_overrides(world, run, *extra):
+    """Overrides for a tiny from-scratch pretrain run on `world` into `run` (3 steps unless `extra` says)."""
+    return [
+        "stage=pretrain",
+        f"data.world={world}",
+        f"output_dir={run}",
+        TINY,
+        "model.tokenizer_vocab_size=600",
+        "data.batch_size=4",
+        "optim.max_steps=3",
+        "optim.lr=1e-3",
+        "logging.progress=false",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def base_model(world, tmp_path_factory):
-    run = tmp_path_factory.mktemp("base")
-    config = load_train_config(
-        None,
-        [
-            "stage=pretrain",
-            f"data.world={world}",
-            f"output_dir={run}",
-            TINY,
-            "model.tokenizer_vocab_size=600",
-            "data.batch_size=4",
-            "optim.max_steps=3",
-            "optim.lr=1e-3",
-            "logging.progress=false",
-        ],
-    )
-    return run_training(config)
+    return run_training(load_train_config(None, pretrain_overrides(world, tmp_path_factory.mktemp("base"))))
 
 
 def instruct_args(world, base_model, run_dir, *extra):
