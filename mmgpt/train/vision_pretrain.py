@@ -82,6 +82,8 @@ class SceneSet:
 def load_scene_set(world: Path, split: str, image_processor: Any, grid: int) -> SceneSet:
     """Every image of `split` ("train" or "heldout") in the world at `world`, with its labels for a tower
     that sees each image as `grid` x `grid` patches."""
+    if not (world / "world.json").exists():
+        raise DataError(f"{world}: no world.json, so no scene labels to pretrain the vision tower on")
     manifest = WorldManifest.load(world)
     pixels, labels = [], []
     for data in manifest.scenes:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmgpt.errors import ConfigError
+from mmgpt.errors import ConfigError, DataError
 from mmgpt.model.checkpoints import load_model
 from mmgpt.model.image_processing import FlamingoImageProcessor
 from mmgpt.train.config import VisionPretrainSection, load_train_config
@@ -86,6 +86,11 @@ def test_unfrozen_tower_keeps_training(world, tmp_path):
     tower = load_file(str(run / "vision_tower.safetensors"))
     trained = load_model(model_dir).vision_encoder.state_dict()
     assert any(not torch.equal(trained[name], value) for name, value in tower.items())
+
+
+def test_a_world_without_its_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no world.json"):
+        load_scene_set(tmp_path, "train", FlamingoImageProcessor(32), 4)
 
 
 def test_vision_pretraining_needs_a_from_scratch_pretrain_run(world, tmp_path):
