@@ -97,12 +97,26 @@ class GrowingLayer(DynamicLayer):
             self._adopt(self.keys[indices, ...], self.values[indices, ...])
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Reorder rows for beam search, keeping the spare capacity."""
-        if self.get_seq_length() > 0:
-            idx = beam_idx.to(self._key_buffer.device)
-            self._key_buffer = self._key_buffer.index_select(0, idx)
-            self._value_buffer = self._value_buffer.index_select(0, idx)
-            self._set_length(self._length)
+        """Reorder rows for beam search (row i takes row beam_idx[i]), keeping the spare capacity.
+
+        Runs after every beam-search step, so only the rows that change are copied, and only their filled
+        positions.
+        """
+        if self.get_seq_length() == 0:
+            return
+        idx = beam_idx.to(self._key_buffer.device)
+        rows = self._key_buffer.shape[0]
+        if idx.numel() != rows:
+            self._adopt(self.keys.index_select(0, idx), self.values.index_select(0, idx))
+            return
+        changed = (idx != torch.arange(rows, device=idx.device)).nonzero().squeeze(1)
+        if changed.numel() == 0:
+            return
+        source = idx[changed]
+        # the right-hand sides are gathered before any row is overwritten
+        self._key_buffer[changed, :, : self._length] = self.keys.index_select(0, source)
+        self._value_buffer[changed, :, : self._length] = self.values.index_select(0, source)
+        self._set_length(self._length)
 
 
 class GrowingCache(DynamicCache):

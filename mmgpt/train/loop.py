@@ -238,7 +238,21 @@ def _forward_loss(model: Any, batch: dict, device: torch.device, precision: str)
 
 
 def run_training(config: TrainConfig, resume: bool = True) -> Path:
-    """Run (or resume) training as configured; returns the final model directory (`output_dir/model`)."""
+    """Run (or resume) training as configured; returns the final model directory (`output_dir/model`).
+
+    Under torchrun / accelerate launch, the process group joined here is left again before returning: a gloo
+    group still alive at interpreter exit can abort a rank ("terminate called without an active exception")
+    after all its work is done. A group the caller created is left alone.
+    """
+    joined_here = dist.is_available() and not dist.is_initialized()
+    try:
+        return _run_training(config, resume)
+    finally:
+        if joined_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run_training(config: TrainConfig, resume: bool) -> Path:
     from mmgpt.data.config import load_data_config
     from mmgpt.data.mixture import build_joint_stream
     from mmgpt.train import sharding, zero
