@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MOST_FREQUENT = "most frequent answer"
 VARIANTS = {
     "joint (paper)": "datasets.yaml",
     "vision-language only": "datasets_vl_only.yaml",
@@ -42,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from mmgpt.demo import FULL_TUNE, base_dir_for
-    from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout
+    from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
     from mmgpt.model.checkpoints import load_model
     from mmgpt.train.config import load_train_config
     from mmgpt.train.loop import run_training
@@ -86,7 +87,9 @@ def main() -> None:
     results["untuned base + template"], _ = evaluate_heldout(
         load_model(base_dir), heldout, args.eval_limit, batch_size=32, progress=False
     )
-    results["chance"] = chance(load_heldout(heldout, args.eval_limit))
+    items = load_heldout(heldout, args.eval_limit)
+    results["chance"] = chance(items)
+    results[MOST_FREQUENT] = most_frequent(items)
     (out / "ablations.json").write_text(json.dumps(results, indent=2) + "\n")
 
     inspect = subprocess.run(
@@ -148,7 +151,7 @@ def _plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in results if n != "chance"]
+    names = [n for n in results if n not in ("chance", MOST_FREQUENT)]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     keys = ["counting_acc", "color_acc", "ocr_em", "language_acc", "followup_acc"]
     width = 0.8 / len(names)

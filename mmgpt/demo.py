@@ -2,8 +2,8 @@
 
 Synthesise the world, pretrain a tiny OpenFlamingo-style base (cached), instruction-tune it the MultiModal-GPT way
 (frozen base, LoRA, joint vision-language + language-only batches, unified template), evaluate tuned vs base vs
-chance on held-out images, print a metrics table and a multi-round transcript, and leave `DIR/model` for
-`mmgpt chat`, `mmgpt web` and `mmgpt serve`.
+two blind baselines (chance, most frequent answer) on held-out images, print a metrics table and a multi-round
+transcript, and leave `DIR/model` for `mmgpt chat`, `mmgpt web` and `mmgpt serve`.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def run_demo(
     The base is cached across runs (and output directories) under `cache_dir`, keyed by `base_cache_key`:
     the synthetic world is a pure function of (seed, scale), so the same key means the same base.
     """
-    from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout
+    from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
     from mmgpt.model.checkpoints import load_model
     from mmgpt.synth import generate_world
     from mmgpt.train.config import load_train_config
@@ -175,7 +175,7 @@ def run_demo(
     shutil.copytree(tuned_dir, final)
     _done(t)
 
-    t = _stage("4/5 evaluating tuned vs base vs chance on held-out images")
+    t = _stage("4/5 evaluating tuned vs base vs blind baselines on held-out images")
     heldout = world / "eval" / "heldout.jsonl"
     limit = eval_limit if eval_limit is not None else (4 if quick else None)
     tuned = load_model(final)
@@ -184,7 +184,9 @@ def run_demo(
     )
     base = load_model(base_dir)
     base_metrics, _ = evaluate_heldout(base, heldout, limit, batch_size=32, max_new_tokens=48, progress=False)
-    chance_metrics = chance(load_heldout(heldout, limit))
+    heldout_items = load_heldout(heldout, limit)
+    chance_metrics = chance(heldout_items)
+    prior_metrics = most_frequent(heldout_items)
     _done(t)
 
     t = _stage("5/5 a conversation about a held-out image")
@@ -196,6 +198,7 @@ def run_demo(
         "tuned": tuned_metrics,
         "base": base_metrics,
         "chance": chance_metrics,
+        "most_frequent": prior_metrics,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "eval_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -217,13 +220,12 @@ def _world_matches(world: Path, seed: int, scale: str) -> bool:
 
 
 def format_results(results: dict[str, Any]) -> str:
-    """The tuned / base / chance metrics as a text table."""
+    """The tuned / base / chance / most-frequent-answer metrics as a text table."""
     names = list(results["tuned"])
-    lines = [f"{'metric':<22}{'tuned':>10}{'base':>10}{'chance':>10}"]
+    columns = [k for k in ("tuned", "base", "chance", "most_frequent") if k in results]
+    lines = [f"{'metric':<22}" + "".join(f"{k.replace('_', ' '):>15}" for k in columns)]
     for name in names:
-        lines.append(
-            f"{name:<22}" + "".join(f"{results[k][name]:>10.3f}" for k in ("tuned", "base", "chance"))
-        )
+        lines.append(f"{name:<22}" + "".join(f"{results[k][name]:>15.3f}" for k in columns))
     lines.append(f"total time: {results['seconds']:.0f} s")
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ def test_quick_demo(tmp_path, capsys):
     cache = ["--cache-dir", str(tmp_path / "cache")]
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", *cache]) == 0
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert set(results) == {"seconds", "tuned", "base", "chance"}
+    assert set(results) == {"seconds", "tuned", "base", "chance", "most_frequent"}
     for key in (
         "counting_acc",
         "color_acc",
@@ -25,9 +25,9 @@ def test_quick_demo(tmp_path, capsys):
         "followup_acc",
         "mean_response_words",
     ):
-        assert key in results["tuned"] and key in results["base"] and key in results["chance"]
+        assert all(key in results[k] for k in ("tuned", "base", "chance", "most_frequent"))
     out = capsys.readouterr().out
-    assert "transcript" in out and "tuned" in out
+    assert "transcript" in out and "tuned" in out and "most frequent" in out
     # the base's vision tower was pretrained to parse scenes first (its held-out scores are kept beside it)
     assert len(list((tmp_path / "cache").glob("base-*/vision_tower.json"))) == 1
     assert "vision tower, held-out scene parsing accuracy: colour" in out

@@ -20,14 +20,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         required=True,
         help="a model directory (a tuned model or an untuned base, prompted with the same template), or "
-        "`chance` for the chance baseline of a held-out file",
+        "`chance` / `most-frequent` for the baselines of a held-out file (uniform guessing from the answer "
+        "space / always the commonest answer of each question kind)",
     )
     p.add_argument("--data", required=True, metavar="SPEC")
     p.add_argument("--limit", type=int, default=None, help="items per kind (heldout) or in total (vqa/coco)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--out", help="write the JSON report here")
-    p.add_argument("--with-chance", action="store_true", help="also report the chance baseline (heldout)")
+    p.add_argument(
+        "--with-chance",
+        action="store_true",
+        help="also report the chance and most-frequent-answer baselines (heldout)",
+    )
     p.set_defaults(func=_eval)
 
 
@@ -54,11 +59,14 @@ def _eval(args: argparse.Namespace) -> int:
     from mmgpt.model.checkpoints import load_model
 
     kind, fields = _parse_spec(args.data)
-    if args.model == "chance":
+    baselines = {"chance": runner.chance, "most-frequent": runner.most_frequent}
+    if args.model in baselines:
         if kind != "heldout":
-            raise ConfigError("--model chance needs a held-out jsonl file (it uses each item's answer_space)")
-        shown = runner.chance(runner.load_heldout(fields["path"], args.limit))
-        return _report({"model": "chance", "data": args.data, "metrics": shown}, shown, args.out)
+            raise ConfigError(
+                f"--model {args.model} needs a held-out jsonl file (it uses each item's answer and answer_space)"
+            )
+        shown = baselines[args.model](runner.load_heldout(fields["path"], args.limit))
+        return _report({"model": args.model, "data": args.data, "metrics": shown}, shown, args.out)
     model = load_model(args.model)
     if kind == "heldout":
         metrics, records = runner.evaluate_heldout(
@@ -66,7 +74,9 @@ def _eval(args: argparse.Namespace) -> int:
         )
         report: dict = {"model": args.model, "data": args.data, "metrics": metrics, "items": records}
         if args.with_chance:
-            report["chance"] = runner.chance(runner.load_heldout(fields["path"], args.limit))
+            items = runner.load_heldout(fields["path"], args.limit)
+            report["chance"] = runner.chance(items)
+            report["most_frequent"] = runner.most_frequent(items)
         shown = metrics
     else:
         try:

@@ -1,8 +1,8 @@
 """Generation-based evaluation on held-out data (the synthetic world's `eval/heldout.jsonl`, VQA, COCO captions).
 
 Prompts are rendered with the training template (history rounds complete, the question open), generated greedily
-in batches with left padding, and scored per item kind. The `chance` scorer gives the expected accuracy of guessing
-uniformly from each item's answer space (see `chance` for captions and response length).
+in batches with left padding, and scored per item kind. Two baselines ignore the image: `chance` guesses uniformly
+from each item's answer space, `most_frequent` always gives the commonest answer of the item's kind.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import logging
 import random
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,38 @@ def chance(items: Sequence[dict], seed: int = 0) -> dict[str, float]:
         else:
             space = item.get("answer_space") or []
             values[metric].append(1.0 / len(space) if space else 0.0)
+    return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
+
+
+def most_frequent(items: Sequence[dict]) -> dict[str, float]:
+    """Metrics of a model that ignores the image and always gives the most frequent reference answer of each
+    item kind among `items` (captions: the most frequent reference caption; response length: 0).
+
+    Unlike `chance`, this baseline knows how skewed the answers are: most held-out counting questions ask about
+    a colour or shape the image holds once, so always answering "1" already scores about half of them.
+    """
+    from mmgpt.synth.answers import keyword_f1, normalize_answer
+
+    answers: dict[str, Counter] = defaultdict(Counter)
+    for item in items:
+        reference = item.get("reference") if item["kind"] == "caption" else item.get("answer")
+        if reference:
+            answers[item["kind"]][
+                reference if item["kind"] == "caption" else normalize_answer(reference)
+            ] += 1
+    constant = {kind: counts.most_common(1)[0][0] for kind, counts in answers.items()}
+    values: dict[str, list[float]] = defaultdict(list)
+    for item in items:
+        metric = METRIC_OF_KIND.get(item["kind"])
+        if metric is None:
+            continue
+        said = constant.get(item["kind"], "")
+        if metric == "caption_f1":
+            values[metric].append(keyword_f1(said, item.get("keywords") or []))
+        elif metric == "mean_response_words":
+            values[metric].append(0.0)
+        else:
+            values[metric].append(float(bool(said) and said == normalize_answer(item.get("answer") or "")))
     return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
 
 

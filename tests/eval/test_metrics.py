@@ -8,7 +8,7 @@ import math
 import pytest
 
 from mmgpt.eval.metrics import cider_d, exact_match, normalize_vqa, response_words, vqa_accuracy
-from mmgpt.eval.runner import chance, score
+from mmgpt.eval.runner import chance, most_frequent, score
 
 
 def test_vqa_normalisation_and_accuracy():
@@ -83,6 +83,29 @@ def test_chance_caption_uses_another_images_caption():
     assert chance(items)["caption_f1"] == pytest.approx(0.5)
 
 
+def test_most_frequent_answers_the_commonest_answer_of_each_kind():
+    items = [
+        {"kind": "counting", "answer": "1", "answer_space": ["0", "1", "2"]},
+        {"kind": "counting", "answer": "One", "answer_space": ["0", "1", "2"]},  # normalised: the same answer
+        {"kind": "counting", "answer": "2", "answer_space": ["0", "1", "2"]},
+        {"kind": "color", "answer": "red", "answer_space": ["red", "blue"]},
+        {"kind": "shape", "answer": "star", "answer_space": ["star", "circle"]},
+        {"kind": "shape", "answer": "circle", "answer_space": ["star", "circle"]},
+        {"kind": "shape", "answer": "circle", "answer_space": ["star", "circle"]},
+        {"kind": "caption", "keywords": ["red", "circle"], "reference": "A red circle."},
+        {"kind": "caption", "keywords": ["red", "circle"], "reference": "A red circle."},
+        {"kind": "caption", "keywords": ["blue", "square"], "reference": "A blue square."},
+        {"kind": "open", "answer": "", "answer_space": None},
+    ]
+    metrics = most_frequent(items)
+    assert metrics["counting_acc"] == pytest.approx(2 / 3, abs=1e-4)  # always "1"
+    # colour and shape share a metric but not a constant: "red" for colour items, "circle" for shape items
+    assert metrics["color_acc"] == pytest.approx(3 / 4, abs=1e-4)
+    assert metrics["caption_f1"] == pytest.approx(2 / 3, abs=1e-4)  # "A red circle." for all three images
+    assert metrics["mean_response_words"] == 0.0
+    assert metrics["language_acc"] == 0.0  # no items of the kind
+
+
 def test_eval_cli_on_a_tiny_model(make_tiny_model, tmp_path, capsys):
     from mmgpt.cli import main
     from mmgpt.synth import generate_world
@@ -118,6 +141,7 @@ def test_eval_cli_on_a_tiny_model(make_tiny_model, tmp_path, capsys):
         "mean_response_words",
     }
     assert len(report["items"]) == 16 and report["chance"]["counting_acc"] > 0
+    assert report["most_frequent"]["counting_acc"] >= report["chance"]["counting_acc"]
 
 
 def test_eval_cli_chance_and_real_formats(make_tiny_model, tmp_path, capsys):
@@ -129,6 +153,11 @@ def test_eval_cli_chance_and_real_formats(make_tiny_model, tmp_path, capsys):
     heldout = world / "eval" / "heldout.jsonl"
     assert main(["eval", "--model", "chance", "--data", str(heldout), "--out", str(tmp_path / "c.json")]) == 0
     assert json.loads((tmp_path / "c.json").read_text())["metrics"]["counting_acc"] > 0
+    assert (
+        main(["eval", "--model", "most-frequent", "--data", str(heldout), "--out", str(tmp_path / "f.json")])
+        == 0
+    )
+    assert json.loads((tmp_path / "f.json").read_text())["model"] == "most-frequent"
 
     make_tiny_model(image_size=64).save_pretrained(tmp_path / "m")
     images = sorted((world / "eval" / "images").glob("*.jpg"))[:3]
