@@ -39,8 +39,8 @@ QUICK_BASE = [
 ]
 QUICK_TUNE = ["optim.max_steps=20", "optim.warmup_steps=2", "data.batch_size=8", "logging.save_every=20"]
 # The full demo's budget is 15 minutes on 2 cores: the base config as written (the vision tower's scene parsing,
-# 2000 steps, 3-4.5 minutes here, then 550 Flamingo pretraining steps over the frozen tower; the overrides only restate it) and
-# a longer tuning run than the tuning config's 250 steps.
+# 2000 steps, 3-4.5 minutes here, then 550 Flamingo pretraining steps over the frozen tower; the overrides only
+# restate it) and a longer tuning run than the tuning config's 250 steps.
 FULL_BASE = ["optim.max_steps=550", "logging.save_every=275"]
 FULL_TUNE = ["optim.max_steps=400", "logging.save_every=200"]
 

@@ -186,7 +186,7 @@ def most_frequent(items: Sequence[dict]) -> dict[str, float]:
     item kind among `items` (captions: the most frequent reference caption; response length: 0).
 
     Unlike `chance`, this baseline knows how skewed the answers are: most held-out counting questions ask about
-    a colour or shape the image holds once, so always answering "1" already scores about half of them.
+    a colour or shape the image holds once, so always answering "1" already scores 0.61 on the demo's world.
     """
     from mmgpt.synth.answers import keyword_f1, normalize_answer
 
