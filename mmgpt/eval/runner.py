@@ -133,6 +133,11 @@ def generate_answers(
     return replies
 
 
+def _mean_per_metric(values: dict[str, list[float]]) -> dict[str, float]:
+    """Every metric of METRICS as the mean of its per-item values, rounded to 4 places (0.0 without items)."""
+    return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
+
+
 def score(items: Sequence[dict], replies: Sequence[str]) -> dict[str, float]:
     """Aggregate metrics (see METRICS) of replies to held-out items."""
     from mmgpt.synth.answers import is_correct, keyword_f1
@@ -150,7 +155,7 @@ def score(items: Sequence[dict], replies: Sequence[str]) -> dict[str, float]:
             values[metric].append(
                 float(is_correct(item["kind"], reply, item["answer"], item.get("answer_space")))
             )
-    return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
+    return _mean_per_metric(values)
 
 
 def chance(items: Sequence[dict], seed: int = 0) -> dict[str, float]:
@@ -178,7 +183,7 @@ def chance(items: Sequence[dict], seed: int = 0) -> dict[str, float]:
         else:
             space = item.get("answer_space") or []
             values[metric].append(1.0 / len(space) if space else 0.0)
-    return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
+    return _mean_per_metric(values)
 
 
 def most_frequent(items: Sequence[dict]) -> dict[str, float]:
@@ -210,7 +215,7 @@ def most_frequent(items: Sequence[dict]) -> dict[str, float]:
             values[metric].append(0.0)
         else:
             values[metric].append(float(bool(said) and said == normalize_answer(item.get("answer") or "")))
-    return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
+    return _mean_per_metric(values)
 
 
 def evaluate_heldout(
