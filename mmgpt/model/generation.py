@@ -175,6 +175,16 @@ def _lm_accepts_logits_to_keep(model: Any) -> bool:
     return cached
 
 
+def _lm_cache_keyword(model: Any) -> str:
+    """The name the language model's forward gives its KV cache: `cache` in recent transformers releases, which
+    warn on every call that passes the older `past_key_values`."""
+    cached = getattr(model, "_mmgpt_cache_keyword", None)
+    if cached is None:
+        cached = "cache" if "cache" in inspect.signature(model.lm.forward).parameters else "past_key_values"
+        model._mmgpt_cache_keyword = cached
+    return cached
+
+
 def prefill(
     model: Any, state: DecodeState, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -212,11 +222,11 @@ def prefill(
             input_ids=ids,
             attention_mask=full_mask,
             position_ids=positions,
-            past_key_values=state.cache,
             use_cache=True,
+            **{_lm_cache_keyword(model): state.cache},
             **kwargs,
         )
-    state.cache = out.past_key_values
+    state.cache = out[_lm_cache_keyword(model)]
     state.attention_mask = full_mask
     state.next_position = state.next_position + chunk_mask.sum(dim=1)
     state.image_count = state.image_count + (ids == model.config.media_token_id).sum(dim=1)

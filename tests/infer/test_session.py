@@ -140,3 +140,16 @@ def test_terminal_chat_through_a_pipe(model, tmp_path):
     transcript = json.loads((tmp_path / "t.json").read_text())
     assert [r["user"] for r in transcript["rounds"]] == ["What is this?", "And then?"]
     assert transcript["rounds"][0]["num_images"] == 1
+
+
+def test_decoding_passes_the_cache_under_the_installed_transformers_name(model):
+    # recent transformers releases rename `past_key_values` to `cache` and warn on every call using the old name;
+    # a chat must not print that deprecation to the user
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = model.chat(max_new_tokens=4)
+        session.ask("What is in the picture?", images=[img("red")])
+        session.ask("Beam please.", num_beams=2)
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
