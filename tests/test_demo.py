@@ -36,3 +36,24 @@ def test_quick_demo(tmp_path, capsys):
     # The base is cached across output directories: a second run skips pretraining.
     assert main(["demo", "--out", str(tmp_path / "demo2"), "--quick", *cache]) == 0
     assert "using the cached base model" in capsys.readouterr().out
+    # the counting probe reads the demo's model, world and replies
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = Path(__file__).resolve().parents[1] / "experiments" / "count_probe.py"
+    demo = tmp_path / "demo"
+    run = subprocess.run(
+        [sys.executable, str(probe), "--model", str(demo / "model"), "--world", str(demo / "world")]
+        + ["--limit", "4", "--eval-items", str(demo / "eval_items.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = re.findall(
+        r"^(all shapes|shapes of one colour|shapes of one kind)\s+([\d.]+)\s+([\d.]+)$", run.stdout, re.M
+    )
+    assert len(rows) == 3 and all(0 <= float(v) <= 1 for row in rows for v in row[1:]), run.stdout
+    assert "4 held-out images" in run.stdout and "questions counting all shapes" in run.stdout

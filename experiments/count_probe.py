@@ -1,0 +1,128 @@
+"""Can the model read counts off an image? A teacher-forced probe of the synthetic base (or any model directory).
+
+For each held-out image the model scores the pretraining statements "There is/are N <things>." for every N the
+world allows, right after the image, and the probe counts how often the most likely N is the true one. Three
+statements per image: all shapes, the shapes of one colour present, the shapes of one kind present. No
+generation and no template: this asks what the image features and cross-attention carry, not whether the model
+follows instructions. The "commonest N" column is what always choosing the most frequent true count scores.
+
+With the demo's evaluation replies at hand (`--eval-items`, default runs/demo/eval_items.jsonl) it also scores the
+tuned model's generated answers to the held-out questions that count all shapes, beside always answering "1".
+
+    python experiments/count_probe.py [--model DIR] [--world runs/demo/world] [--limit 150] [--eval-items FILE]
+
+The default model is the demo's cached base (run `mmgpt demo` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def statement(n: int, noun: str) -> str:
+    """The world's own count sentence: "There are 3 red shapes." / "There is 1 star." / "There are no stars."."""
+    from mmgpt.synth.nlg import be, count_phrase
+
+    return f"There {be(n)} {count_phrase(n, noun)}."
+
+
+def sentence_logprobs(model, image, texts: list[str]):
+    """Sum of token log-probabilities (len(texts),) of each text after `<image>`, all with the same image."""
+    import torch
+
+    tok = model.tokenizer
+    ids = [tok("<image>" + t, add_special_tokens=True).input_ids for t in texts]
+    width = max(map(len, ids))
+    batch = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in ids])
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+    pixels = model.image_processor.batch([image])[None, :, None]  # (1, 1, 1, 3, H, W)
+    with torch.no_grad():
+        logits = model(pixels.expand(len(texts), -1, -1, -1, -1, -1), batch, attention_mask=mask).logits
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, batch[:, 1:, None])[..., 0]
+    return (logprobs * mask[:, 1:]).sum(dim=1)
+
+
+def total_count_replies(eval_items: Path) -> None:
+    """Print the accuracy of the replies in `eval_items` to counting questions naming no colour and no kind."""
+    import json
+    import re
+
+    from mmgpt.eval.runner import score
+    from mmgpt.synth.nlg import plural
+    from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
+
+    words = {*COLOUR_NAMES, *KINDS, *(plural(k, 2) for k in KINDS)}
+    items = [json.loads(line) for line in eval_items.read_text().splitlines() if line.strip()]
+    total = [
+        x
+        for x in items
+        if x["kind"] == "counting" and not words & set(re.findall(r"[a-z]+", x["question"].lower()))
+    ]
+    if not total:
+        return
+    replies = score(total, [x["reply"] for x in total])["counting_acc"]
+    always_one = score(total, ["1"] * len(total))["counting_acc"]
+    print(
+        f"\n{eval_items}: replies to the {len(total)} questions counting all shapes: right {replies:.3f}, "
+        f'always "1" {always_one:.3f}'
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model directory (default: the demo's cached base)")
+    parser.add_argument("--world", default=str(ROOT / "runs" / "demo" / "world"))
+    parser.add_argument("--limit", type=int, default=150, help="held-out images probed")
+    parser.add_argument("--eval-items", default=str(ROOT / "runs" / "demo" / "eval_items.jsonl"))
+    args = parser.parse_args()
+
+    from tqdm import tqdm
+
+    from mmgpt import load_model
+    from mmgpt.data.dataset import load_image
+    from mmgpt.demo import base_dir_for
+    from mmgpt.synth.scene import MAX_SHAPES, Scene
+    from mmgpt.synth.world import WorldManifest
+
+    world = Path(args.world)
+    model_dir = Path(args.model) if args.model else base_dir_for(0, False) / "model"
+    if not model_dir.exists():
+        sys.exit(f"{model_dir}: no model there; run `mmgpt demo` first or pass --model")
+    if not (world / "world.json").exists():
+        sys.exit(f"{world}: no synthetic world there; run `mmgpt demo` first or pass --world")
+    model = load_model(model_dir).eval()
+    scenes = [Scene.from_dict(s) for s in WorldManifest.load(world).scenes if s["split"] == "heldout"]
+    scenes = scenes[: args.limit]
+    paths = {s["image_id"]: s["paths"][0] for s in WorldManifest.load(world).scenes}
+
+    hits, truths = collections.Counter(), collections.defaultdict(list)
+    for scene in tqdm(scenes, desc="probing", unit="image"):
+        image = load_image(world / paths[scene.image_id])
+        colour, kind = scene.shapes[0].colour, scene.shapes[-1].kind
+        probes = {
+            "all shapes": ("shape", len(scene.shapes)),
+            "shapes of one colour": (f"{colour} shape", scene.count(colour=colour)),
+            "shapes of one kind": (kind, scene.count(kind=kind)),
+        }
+        for name, (noun, truth) in probes.items():
+            scores = sentence_logprobs(model, image, [statement(n, noun) for n in range(MAX_SHAPES + 1)])
+            hits[name] += int(scores.argmax()) == truth
+            truths[name].append(truth)
+
+    print(f"model {model_dir}, {len(scenes)} held-out images")
+    print(f"{'statement counted':<24}{'right':>8}{'commonest N':>13}")
+    for name, values in truths.items():
+        commonest = collections.Counter(values).most_common(1)[0][1] / len(values)
+        print(f"{name:<24}{hits[name] / len(values):>8.3f}{commonest:>13.3f}")
+    if Path(args.eval_items).exists():
+        total_count_replies(Path(args.eval_items))
+
+
+if __name__ == "__main__":
+    main()
