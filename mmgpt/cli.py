@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     except MmgptError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        # a path that cannot be read or written, a full disk: the message names the file; -v shows where
+        if args.verbose:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

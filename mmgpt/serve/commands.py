@@ -3,6 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import socket
+
+from mmgpt.errors import ConfigError
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return port
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Raise ConfigError when nothing could listen on host:port (in use, or an address this machine lacks), so
+    the command fails at once instead of after loading the model."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ConfigError(f"--host {host}: cannot resolve it ({err.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # the servers set SO_REUSEADDR too, so a port left in TIME_WAIT by a previous run is not reported busy
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -10,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="OpenAI-compatible chat completions API")
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     p.add_argument(
         "--model-name", default=None, help="model id reported by the API (default: directory name)"
@@ -28,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w = subparsers.add_parser("web", help="Gradio web page: upload an image and chat")
     w.add_argument("--model", required=True)
     w.add_argument("--host", default="127.0.0.1")
-    w.add_argument("--port", type=int, default=7860)
+    w.add_argument("--port", type=port_number, default=7860)
     w.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
     w.set_defaults(func=_web)
 
@@ -41,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mmgpt.model.checkpoints import load_model
     from mmgpt.serve.api import ChatService, ServerLimits, create_app
 
+    check_can_listen(args.host, args.port)
     model = load_model(args.model, dtype=args.dtype)
     limits = ServerLimits(
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
@@ -59,6 +91,7 @@ def _web(args: argparse.Namespace) -> int:
     from mmgpt.model.checkpoints import load_model
     from mmgpt.serve.web import build_app
 
+    check_can_listen(args.host, args.port)
     model = load_model(args.model, dtype=args.dtype)
     app = build_app(model)
     print(f"web UI on http://{args.host}:{args.port}", flush=True)
