@@ -86,19 +86,22 @@ def _chat(args: argparse.Namespace) -> int:
                     session.reset()
                     pending = []
                     print("(conversation reset)", flush=True)
+                elif command in ("/image", "/save") and not rest:
+                    print(f"usage: {command} {'PATH' if command == '/image' else 'FILE'}", file=sys.stderr)
                 elif command == "/image":
                     pending.append(load_pil(Path(rest).expanduser()))
                     print(f"(image attached: {rest})", flush=True)
                 elif command == "/save":
-                    session.save(rest)
+                    session.save(Path(rest).expanduser())
                     print(f"(saved {rest})", flush=True)
                 else:
                     print(
-                        f"unknown command {command}; use /image, /reset, /save, /quit",
+                        f"unknown command {command}; use /image PATH, /reset, /save FILE, /quit",
                         file=sys.stderr,
                         flush=True,
                     )
-            except MmgptError as err:
+            except (MmgptError, OSError) as err:
+                # a bad path must not end the conversation (and lose it)
                 print(f"error: {err}", file=sys.stderr, flush=True)
             continue
         if interactive:

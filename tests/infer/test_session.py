@@ -117,7 +117,11 @@ def test_v1_mode_reruns_when_a_later_round_adds_an_image(make_tiny_model):
 def test_terminal_chat_through_a_pipe(model, tmp_path):
     model.save_pretrained(tmp_path / "m")
     img("red").save(tmp_path / "a.png")
-    script = f"/image {tmp_path / 'a.png'}\nWhat is this?\nAnd then?\n/image {tmp_path / 'missing.png'}\n/save {tmp_path / 't.json'}\n"
+    # a save into a missing directory fails with a message and the chat goes on, so nothing is lost
+    script = (
+        f"/image {tmp_path / 'a.png'}\nWhat is this?\nAnd then?\n/image {tmp_path / 'missing.png'}\n"
+        f"/save {tmp_path / 'no' / 't.json'}\n/save\n/save {tmp_path / 't.json'}\n"
+    )
     out = subprocess.run(
         [
             sys.executable,
@@ -137,6 +141,7 @@ def test_terminal_chat_through_a_pipe(model, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "cannot read image" in out.stderr
+    assert "No such file or directory" in out.stderr and "usage: /save FILE" in out.stderr
     transcript = json.loads((tmp_path / "t.json").read_text())
     assert [r["user"] for r in transcript["rounds"]] == ["What is this?", "And then?"]
     assert transcript["rounds"][0]["num_images"] == 1
