@@ -31,6 +31,10 @@ VARIANTS = {
 }
 
 
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo-dir", default=str(ROOT / "runs" / "demo"))
@@ -73,12 +77,17 @@ def main() -> None:
         if args.steps:
             overrides.append(f"optim.max_steps={args.steps}")
         start = time.perf_counter()
+        # a variant tuned earlier is reused only if it was tuned the same way on the same world and base
+        key = json.dumps(
+            {"overrides": overrides, "world": [meta["seed"], meta["scale"], meta.get("generator", 1)]}
+        )
         if data == "datasets.yaml" and not args.steps and (demo / "model" / "config.json").exists():
             run = demo  # the demo's tuned model is exactly this variant: same config, steps and seed
-        elif not (run / "model" / "config.json").exists():
+        elif not (run / "model" / "config.json").exists() or _read(run / "ablation_key.json") != key:
             run_training(
                 load_train_config(ROOT / "configs" / "synthetic_mmgpt.yaml", overrides), resume=False
             )
+            (run / "ablation_key.json").write_text(key)
         metrics, _ = evaluate_heldout(
             load_model(run / "model"), heldout, args.eval_limit, batch_size=32, progress=False
         )

@@ -92,7 +92,10 @@ BASE_RECIPE = 2
 
 
 def base_cache_key(seed: int, quick: bool) -> str:
-    """Hash of what determines the base model: world seed/scale, the base config file, the step overrides."""
+    """Hash of what determines the base model: world seed/scale/generator, the base config file, the step
+    overrides."""
+    from mmgpt.synth.world import GENERATOR_VERSION
+
     scale = world_scale(quick)
     text = (CONFIG_DIR / "synthetic_base.yaml").read_text()
     payload = json.dumps(
@@ -102,6 +105,8 @@ def base_cache_key(seed: int, quick: bool) -> str:
             "config": text,
             "overrides": QUICK_BASE if quick else FULL_BASE,
             "recipe": BASE_RECIPE,
+            # the base's tokenizer is trained on the world's text, instruction data included
+            "world": GENERATOR_VERSION,
         }
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -215,8 +220,14 @@ def _world_matches(world: Path, seed: int, scale: str) -> bool:
     manifest = world / "world.json"
     if not manifest.exists():
         return False
+    from mmgpt.synth.world import GENERATOR_VERSION
+
     meta = json.loads(manifest.read_text())
-    return meta.get("seed") == seed and meta.get("scale") == scale
+    return (
+        meta.get("seed") == seed
+        and meta.get("scale") == scale
+        and meta.get("generator", 1) == GENERATOR_VERSION
+    )
 
 
 def format_results(results: dict[str, Any]) -> str:

@@ -57,3 +57,20 @@ def test_quick_demo(tmp_path, capsys):
     )
     assert len(rows) == 3 and all(0 <= float(v) <= 1 for row in rows for v in row[1:]), run.stdout
     assert "4 held-out images" in run.stdout and "questions counting all shapes" in run.stdout
+
+
+def test_worlds_and_bases_from_an_older_generator_are_not_reused(tmp_path, monkeypatch):
+    from mmgpt import demo
+    from mmgpt.synth import world
+
+    (tmp_path / "world.json").write_text(
+        json.dumps({"seed": 0, "scale": "default"})
+    )  # written before versioning
+    assert not demo._world_matches(tmp_path, 0, "default")
+    current = {"seed": 0, "scale": "default", "generator": world.GENERATOR_VERSION}
+    (tmp_path / "world.json").write_text(json.dumps(current))
+    assert demo._world_matches(tmp_path, 0, "default")
+    key = demo.base_cache_key(0, False)
+    # the base's tokenizer learns the world's text, so a new generator means a new base
+    monkeypatch.setattr(world, "GENERATOR_VERSION", world.GENERATOR_VERSION + 1)
+    assert demo.base_cache_key(0, False) != key

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from mmgpt.synth import qa as Q
 from mmgpt.synth.knowledge import SHAPE_FACTS, WORDS
-from mmgpt.synth.nlg import be, count_phrase, plural, with_article
+from mmgpt.synth.nlg import be, count_phrase, with_article
 from mmgpt.synth.qa import QA
 from mmgpt.synth.scene import Scene
 from mmgpt.synth.vocab import CATEGORIES, LETTERS
@@ -115,9 +115,7 @@ def subset_colour(scene: Scene, rng: random.Random) -> Chain:
     )
     n = scene.count(kind=kind, colour=colour)
     question = rng.choice([f"And how many of them are {colour}?", f"How many of those are {colour}?"])
-    response = f"{n} of the {plural(kind, 2)} {be(n)} {colour}."
-    if n == 0:
-        response = f"None of the {plural(kind, 2)} are {colour}; there are 0 {colour} {plural(kind, 2)}."
+    response = f"There {be(n)} {count_phrase(n, f'{colour} {kind}')} among them."
     return [first, QA("followup", question, str(n), NUMBERS, response)]
 
 

@@ -37,6 +37,18 @@ def _words(rng: random.Random) -> bool:
     return rng.random() < 0.33
 
 
+def _count_response(n: int, noun: str, rng: random.Random, places: list[str]) -> str:
+    """ "There is/are N <noun> <place>." with N in digits, one of `places` drawn by `rng`.
+
+    Counts are stated the way the pretraining statements state them ("There are 3 red shapes."), which the base
+    has learned to read off an image; with varied phrasings and spelled-out numbers the tuned model answered
+    counting questions mostly with the prior. The draw of an unused words-or-digits choice keeps the random
+    stream, and so every other question and answer of the world, as it was.
+    """
+    _words(rng)
+    return f"There {be(n)} {count_phrase(n, noun)} {rng.choice(places)}."
+
+
 # ---- counting ---------------------------------------------------------------------------------------------
 def count_total(scene: Scene, rng: random.Random) -> QA:
     """How many shapes in total."""
@@ -49,14 +61,7 @@ def count_total(scene: Scene, rng: random.Random) -> QA:
             "How many objects are in this image?",
         ]
     )
-    cp = count_phrase(n, "shape", _words(rng))
-    response = rng.choice(
-        [
-            f"There {be(n)} {cp} in the image.",
-            f"I can see {cp} in the picture.",
-            f"The image contains {cp}.",
-        ]
-    )
+    response = _count_response(n, "shape", rng, ["in the image", "in the picture", "in all"])
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
 
@@ -72,10 +77,7 @@ def count_colour(scene: Scene, rng: random.Random, colour: str | None = None) ->
             f"Count the {colour} shapes in the image.",
         ]
     )
-    cp = count_phrase(n, f"{colour} shape", _words(rng))
-    response = rng.choice(
-        [f"There {be(n)} {cp} in the image.", f"I can see {cp} in the image.", f"The image has {cp}."]
-    )
+    response = _count_response(n, f"{colour} shape", rng, ["in the image", "in the picture", "in all"])
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
 
@@ -91,14 +93,7 @@ def count_kind(scene: Scene, rng: random.Random, kind: str | None = None) -> QA:
             f"Count the {plural(kind, 2)} in the image.",
         ]
     )
-    cp = count_phrase(n, kind, _words(rng))
-    response = rng.choice(
-        [
-            f"There {be(n)} {cp} in the picture.",
-            f"I can see {cp} in the image.",
-            f"The picture has {cp} in it.",
-        ]
-    )
+    response = _count_response(n, kind, rng, ["in the picture", "in the image", "in all"])
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
 
@@ -110,8 +105,7 @@ def count_colour_kind(scene: Scene, rng: random.Random) -> QA:
     question = rng.choice(
         [f"How many {plural(noun, 2)} are there?", f"How many {plural(noun, 2)} can you see?"]
     )
-    cp = count_phrase(n, noun, _words(rng))
-    response = rng.choice([f"There {be(n)} {cp} in the image.", f"I can see {cp} in the picture."])
+    response = _count_response(n, noun, rng, ["in the image", "in the picture"])
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
 

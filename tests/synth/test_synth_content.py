@@ -172,6 +172,19 @@ def test_vqa_and_pretrain_counts_match_scene(load, scenes):
                 assert int(num) == sum(1 for s in scene["shapes"] if colour in (None, s["colour"])), chunk
 
 
+def test_counts_are_stated_in_the_pretraining_form(load, scenes):
+    # "There is/are N <noun> ...", N in digits (or "no"): the form the base learns to read counts in
+    form = re.compile(
+        r"^There (is \d+|are \d+|are no) [a-z ]+ (in the image|in the picture|in all|among them)\.$"
+    )
+    seen = 0
+    for it in load("eval/heldout.jsonl"):
+        if it["kind"] == "counting" or it["question"].startswith(("And how many of", "How many of those")):
+            assert form.match(it["reference"]), it
+            seen += 1
+    assert seen > 10
+
+
 def test_heldout_references_carry_their_answers(load, scenes):
     for it in load("eval/heldout.jsonl"):
         if it["kind"] in ("caption", "open"):
