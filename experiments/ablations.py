@@ -49,6 +49,7 @@ def main() -> None:
     from mmgpt.demo import FULL_TUNE, base_dir_for
     from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
     from mmgpt.model.checkpoints import load_model
+    from mmgpt.synth.world import WorldManifest
     from mmgpt.train.config import load_train_config
     from mmgpt.train.loop import run_training
 
@@ -56,9 +57,9 @@ def main() -> None:
     world = demo / "world"
     if not (world / "world.json").exists():
         sys.exit(f"no world in {demo}: run `mmgpt demo --out {demo}` first")
-    meta = json.loads((world / "world.json").read_text())
+    meta = WorldManifest.load(world)
     cache = Path(args.cache_dir) if args.cache_dir else None
-    base_dir = base_dir_for(meta["seed"], meta["scale"] == "quick", cache) / "model"
+    base_dir = base_dir_for(meta.seed, meta.scale == "quick", cache) / "model"
     if not (base_dir / "config.json").exists():
         sys.exit(f"no cached base at {base_dir}: run `mmgpt demo --out {demo}` first")
     heldout = world / "eval" / "heldout.jsonl"
@@ -78,9 +79,7 @@ def main() -> None:
             overrides.append(f"optim.max_steps={args.steps}")
         start = time.perf_counter()
         # a variant tuned earlier is reused only if it was tuned the same way on the same world and base
-        key = json.dumps(
-            {"overrides": overrides, "world": [meta["seed"], meta["scale"], meta.get("generator", 1)]}
-        )
+        key = json.dumps({"overrides": overrides, "world": [meta.seed, meta.scale, meta.generator]})
         if data == "datasets.yaml" and not args.steps and (demo / "model" / "config.json").exists():
             run = demo  # the demo's tuned model is exactly this variant: same config, steps and seed
         elif not (run / "model" / "config.json").exists() or _read(run / "ablation_key.json") != key:

@@ -97,9 +97,9 @@ def main() -> None:
     if not (world / "world.json").exists():
         sys.exit(f"{world}: no synthetic world there; run `mmgpt demo` first or pass --world")
     model = load_model(model_dir).eval()
-    scenes = [Scene.from_dict(s) for s in WorldManifest.load(world).scenes if s["split"] == "heldout"]
-    scenes = scenes[: args.limit]
-    paths = {s["image_id"]: s["paths"][0] for s in WorldManifest.load(world).scenes}
+    heldout = [s for s in WorldManifest.load(world).scenes if s["split"] == "heldout"][: args.limit]
+    scenes = [Scene.from_dict(s) for s in heldout]
+    paths = {s["image_id"]: s["paths"][0] for s in heldout}
 
     hits, truths = collections.Counter(), collections.defaultdict(list)
     for scene in tqdm(scenes, desc="probing", unit="image"):

@@ -220,14 +220,10 @@ def _world_matches(world: Path, seed: int, scale: str) -> bool:
     manifest = world / "world.json"
     if not manifest.exists():
         return False
-    from mmgpt.synth.world import GENERATOR_VERSION
+    from mmgpt.synth.world import GENERATOR_VERSION, WorldManifest
 
-    meta = json.loads(manifest.read_text())
-    return (
-        meta.get("seed") == seed
-        and meta.get("scale") == scale
-        and meta.get("generator", 1) == GENERATOR_VERSION
-    )
+    meta = WorldManifest.load(manifest)
+    return (meta.seed, meta.scale, meta.generator) == (seed, scale, GENERATOR_VERSION)
 
 
 def format_results(results: dict[str, Any]) -> str:

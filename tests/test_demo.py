@@ -63,11 +63,10 @@ def test_worlds_and_bases_from_an_older_generator_are_not_reused(tmp_path, monke
     from mmgpt import demo
     from mmgpt.synth import world
 
-    (tmp_path / "world.json").write_text(
-        json.dumps({"seed": 0, "scale": "default"})
-    )  # written before versioning
+    written_before_versioning = {"seed": 0, "scale": "default", "image_size": 64}
+    (tmp_path / "world.json").write_text(json.dumps(written_before_versioning))
     assert not demo._world_matches(tmp_path, 0, "default")
-    current = {"seed": 0, "scale": "default", "generator": world.GENERATOR_VERSION}
+    current = {**written_before_versioning, "generator": world.GENERATOR_VERSION}
     (tmp_path / "world.json").write_text(json.dumps(current))
     assert demo._world_matches(tmp_path, 0, "default")
     key = demo.base_cache_key(0, False)

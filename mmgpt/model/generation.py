@@ -167,21 +167,14 @@ def add_images(model: Any, state: DecodeState, vision_x: torch.Tensor) -> None:
         state.media_kv[i] = (torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2))
 
 
-def _lm_accepts_logits_to_keep(model: Any) -> bool:
-    cached = getattr(model, "_mmgpt_logits_to_keep", None)
+def _lm_forward_parameters(model: Any) -> frozenset[str]:
+    """Names the language model's forward accepts, read once per model: they differ between transformers
+    releases (`logits_to_keep`; `cache`, which recent releases use instead of `past_key_values` and warn on every
+    call that passes the old name)."""
+    cached = getattr(model, "_mmgpt_lm_parameters", None)
     if cached is None:
-        cached = "logits_to_keep" in inspect.signature(model.lm.forward).parameters
-        model._mmgpt_logits_to_keep = cached
-    return cached
-
-
-def _lm_cache_keyword(model: Any) -> str:
-    """The name the language model's forward gives its KV cache: `cache` in recent transformers releases, which
-    warn on every call that passes the older `past_key_values`."""
-    cached = getattr(model, "_mmgpt_cache_keyword", None)
-    if cached is None:
-        cached = "cache" if "cache" in inspect.signature(model.lm.forward).parameters else "past_key_values"
-        model._mmgpt_cache_keyword = cached
+        cached = frozenset(inspect.signature(model.lm.forward).parameters)
+        model._mmgpt_lm_parameters = cached
     return cached
 
 
@@ -214,8 +207,10 @@ def prefill(
     positions = (state.next_position[:, None] + chunk_mask.cumsum(dim=1) - 1).clamp(min=0)
     full_mask = torch.cat([state.attention_mask, chunk_mask], dim=1)
     ctx = model.media_context_for(ids, state.latents, state.media_kv, prefix_image_count=state.image_count)
-    kwargs: dict[str, Any] = {}
-    if _lm_accepts_logits_to_keep(model):
+    accepted = _lm_forward_parameters(model)
+    cache_keyword = "cache" if "cache" in accepted else "past_key_values"
+    kwargs: dict[str, Any] = {cache_keyword: state.cache}
+    if "logits_to_keep" in accepted:
         kwargs["logits_to_keep"] = 1
     with media_context(ctx):
         out = model.lang_encoder(
@@ -223,10 +218,9 @@ def prefill(
             attention_mask=full_mask,
             position_ids=positions,
             use_cache=True,
-            **{_lm_cache_keyword(model): state.cache},
             **kwargs,
         )
-    state.cache = out[_lm_cache_keyword(model)]
+    state.cache = out[cache_keyword]
     state.attention_mask = full_mask
     state.next_position = state.next_position + chunk_mask.sum(dim=1)
     state.image_count = state.image_count + (ids == model.config.media_token_id).sum(dim=1)
