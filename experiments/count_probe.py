@@ -7,7 +7,10 @@ generation and no template: this asks what the image features and cross-attentio
 follows instructions. The "commonest N" column is what always choosing the most frequent true count scores.
 
 With the demo's evaluation replies at hand (`--eval-items`, default runs/demo/eval_items.jsonl) it also scores the
-tuned model's generated answers to the held-out questions that count all shapes, beside always answering "1".
+tuned model's generated answers to the held-out questions that count all shapes, beside always answering "1", and
+checks whether replies keep to what the question asks about: for counting questions that name a colour or a kind
+and colour questions that name a kind, how often the reply names that same colour or kind ("How many blue
+shapes?" -> "There are 2 purple shapes." does not), and the accuracy of the replies that do and that do not.
 
     python experiments/count_probe.py [--model DIR] [--world runs/demo/world] [--limit 150] [--eval-items FILE]
 
@@ -48,9 +51,9 @@ def sentence_logprobs(model, image, texts: list[str]):
     return (logprobs * mask[:, 1:]).sum(dim=1)
 
 
-def total_count_replies(eval_items: Path) -> None:
-    """Print the accuracy of the replies in `eval_items` to counting questions naming no colour and no kind."""
-    import json
+def total_count_replies(items: list[dict], source: Path) -> None:
+    """Print the accuracy of the replies in `items` (from `source`) to counting questions naming no colour and no
+    kind, beside always answering "1"."""
     import re
 
     from mmgpt.eval.runner import score
@@ -58,7 +61,6 @@ def total_count_replies(eval_items: Path) -> None:
     from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 
     words = {*COLOUR_NAMES, *KINDS, *(plural(k, 2) for k in KINDS)}
-    items = [json.loads(line) for line in eval_items.read_text().splitlines() if line.strip()]
     total = [
         x
         for x in items
@@ -69,9 +71,56 @@ def total_count_replies(eval_items: Path) -> None:
     replies = score(total, [x["reply"] for x in total])["counting_acc"]
     always_one = score(total, ["1"] * len(total))["counting_acc"]
     print(
-        f"\n{eval_items}: replies to the {len(total)} questions counting all shapes: right {replies:.3f}, "
+        f"\n{source}: replies to the {len(total)} questions counting all shapes: right {replies:.3f}, "
         f'always "1" {always_one:.3f}'
     )
+
+
+REFERENT_GROUPS = (
+    ("counting", "colour", "counting questions naming a colour"),
+    ("counting", "kind", "counting questions naming a kind"),
+    ("color", "kind", "colour questions naming a kind"),
+)
+
+
+def referent_agreement(items: list[dict]) -> list[tuple[str, int, int, float, float]]:
+    """Whether replies name the colour or kind their question names, per group of REFERENT_GROUPS.
+
+    `items` are evaluation items with "kind", "question", "answer" and "reply". Returns, per group with any
+    question, (label, questions, replies naming the same colour/kind, accuracy of those, accuracy of the rest).
+    """
+    from mmgpt.synth.answers import extract_from_space, is_correct
+    from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
+
+    spaces = {"colour": COLOUR_NAMES, "kind": KINDS}
+    rows = []
+    for kind, attribute, label in REFERENT_GROUPS:
+        same, other = [], []
+        for item in items:
+            if item["kind"] != kind:
+                continue
+            asked = extract_from_space(item["question"], spaces[attribute])
+            if asked is None:
+                continue
+            named = extract_from_space(item["reply"], spaces[attribute])
+            right = is_correct(kind, item["reply"], item["answer"], item.get("answer_space"))
+            (same if named == asked else other).append(right)
+        if same or other:
+            accuracy = [sum(group) / len(group) if group else 0.0 for group in (same, other)]
+            rows.append((label, len(same) + len(other), len(same), *accuracy))
+    return rows
+
+
+def print_referent_agreement(items: list[dict]) -> None:
+    """Print `referent_agreement(items)` as a table."""
+    rows = referent_agreement(items)
+    if not rows:
+        return
+    print(
+        f"\n{'replies to':<38}{'questions':>10}{'same referent':>15}{'right if same':>15}{'right if not':>14}"
+    )
+    for label, n, same, right_same, right_other in rows:
+        print(f"{label:<38}{n:>10}{same / n:>15.3f}{right_same:>15.3f}{right_other:>14.3f}")
 
 
 def main() -> None:
@@ -120,8 +169,13 @@ def main() -> None:
     for name, values in truths.items():
         commonest = collections.Counter(values).most_common(1)[0][1] / len(values)
         print(f"{name:<24}{hits[name] / len(values):>8.3f}{commonest:>13.3f}")
-    if Path(args.eval_items).exists():
-        total_count_replies(Path(args.eval_items))
+    source = Path(args.eval_items)
+    if source.exists():
+        import json
+
+        items = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+        total_count_replies(items, source)
+        print_referent_agreement(items)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def test_quick_demo(tmp_path, capsys):
     )
     assert len(rows) == 3 and all(0 <= float(v) <= 1 for row in rows for v in row[1:]), run.stdout
     assert "4 held-out images" in run.stdout and "questions counting all shapes" in run.stdout
+    assert "counting questions naming a colour" in run.stdout
 
 
 def test_worlds_and_bases_from_an_older_generator_are_not_reused(tmp_path, monkeypatch):
