@@ -51,20 +51,24 @@ def sentence_logprobs(model, image, texts: list[str]):
     return (logprobs * mask[:, 1:]).sum(dim=1)
 
 
+ATTRIBUTES = ("colour", "kind")
+
+
+def named(text: str, attribute: str) -> str | None:
+    """The first colour or kind (`attribute`) that `text` names ("stars" counts as "star"), or None."""
+    from mmgpt.synth.answers import extract_from_space
+    from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
+
+    return extract_from_space(text, COLOUR_NAMES if attribute == "colour" else KINDS)
+
+
 def total_count_replies(items: list[dict], source: Path) -> None:
     """Print the accuracy of the replies in `items` (from `source`) to counting questions naming no colour and no
     kind, beside always answering "1"."""
-    import re
-
     from mmgpt.eval.runner import score
-    from mmgpt.synth.nlg import plural
-    from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 
-    words = {*COLOUR_NAMES, *KINDS, *(plural(k, 2) for k in KINDS)}
     total = [
-        x
-        for x in items
-        if x["kind"] == "counting" and not words & set(re.findall(r"[a-z]+", x["question"].lower()))
+        x for x in items if x["kind"] == "counting" and not any(named(x["question"], a) for a in ATTRIBUTES)
     ]
     if not total:
         return
@@ -89,22 +93,19 @@ def referent_agreement(items: list[dict]) -> list[tuple[str, int, int, float, fl
     `items` are evaluation items with "kind", "question", "answer" and "reply". Returns, per group with any
     question, (label, questions, replies naming the same colour/kind, accuracy of those, accuracy of the rest).
     """
-    from mmgpt.synth.answers import extract_from_space, is_correct
-    from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
+    from mmgpt.synth.answers import is_correct
 
-    spaces = {"colour": COLOUR_NAMES, "kind": KINDS}
     rows = []
     for kind, attribute, label in REFERENT_GROUPS:
         same, other = [], []
         for item in items:
             if item["kind"] != kind:
                 continue
-            asked = extract_from_space(item["question"], spaces[attribute])
+            asked = named(item["question"], attribute)
             if asked is None:
                 continue
-            named = extract_from_space(item["reply"], spaces[attribute])
             right = is_correct(kind, item["reply"], item["answer"], item.get("answer_space"))
-            (same if named == asked else other).append(right)
+            (same if named(item["reply"], attribute) == asked else other).append(right)
         if same or other:
             accuracy = [sum(group) / len(group) if group else 0.0 for group in (same, other)]
             rows.append((label, len(same) + len(other), len(same), *accuracy))
