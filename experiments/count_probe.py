@@ -36,17 +36,21 @@ def statement(n: int, noun: str) -> str:
 
 
 def sentence_logprobs(model, image, texts: list[str]):
-    """Sum of token log-probabilities (len(texts),) of each text after `<image>`, all with the same image."""
+    """Sum of token log-probabilities (len(texts),) of each text after `<image>`, all with the same image, or of
+    the texts alone when `image` is None."""
     import torch
 
     tok = model.tokenizer
-    ids = [tok("<image>" + t, add_special_tokens=True).input_ids for t in texts]
+    prefix = "" if image is None else "<image>"
+    ids = [tok(prefix + t, add_special_tokens=True).input_ids for t in texts]
     width = max(map(len, ids))
     batch = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in ids])
     mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
-    pixels = model.image_processor.batch([image])[None, :, None]  # (1, 1, 1, 3, H, W)
+    pixels = None
+    if image is not None:
+        pixels = model.image_processor.batch([image])[None, :, None].expand(len(texts), -1, -1, -1, -1, -1)
     with torch.no_grad():
-        logits = model(pixels.expand(len(texts), -1, -1, -1, -1, -1), batch, attention_mask=mask).logits
+        logits = model(pixels, batch, attention_mask=mask).logits
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, batch[:, 1:, None])[..., 0]
     return (logprobs * mask[:, 1:]).sum(dim=1)
 

@@ -58,6 +58,19 @@ def test_quick_demo(tmp_path, capsys):
     assert len(rows) == 3 and all(0 <= float(v) <= 1 for row in rows for v in row[1:]), run.stdout
     assert "4 held-out images" in run.stdout and "questions counting all shapes" in run.stdout
     assert "counting questions naming a colour" in run.stdout
+    # and the arithmetic probe, text only
+    probe = probe.with_name("arithmetic_probe.py")
+    run = subprocess.run(
+        [sys.executable, str(probe), "--model", str(demo / "model"), "--pairs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = re.findall(
+        r"^(.+?\.)(?: \(pretraining's\))?\s+(trained|held out)\s+([\d.]+)\s+([\d.]+)$", run.stdout, re.M
+    )
+    assert len(rows) == 8 and all(0 <= float(v) <= 1 for row in rows for v in row[2:]), run.stdout
 
 
 def test_worlds_and_bases_from_an_older_generator_are_not_reused(tmp_path, monkeypatch):

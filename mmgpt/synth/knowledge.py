@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from mmgpt.synth.nlg import join_list, with_article
+from mmgpt.synth.nlg import join_list, skip_phrasing_draw, with_article
 from mmgpt.synth.vocab import CATEGORIES, COLOUR_NAMES, KINDS, LETTERS, WORD_LIST, WORDS
 
 #: Corners and sides of each shape kind (a five-pointed star outline has 10 corners and 10 sides).
@@ -125,13 +125,8 @@ def language_task(
             q = rng.choice(
                 [f"What is {a} plus {b}?", f"What is the sum of {a} and {b}?", f"Add {a} and {b}."]
             )
-            r = rng.choice(
-                [
-                    f"{a} plus {b} equals {s}.",
-                    f"The sum of {a} and {b} is {s}.",
-                    f"Adding {a} and {b} gives {s}.",
-                ]
-            )
+            skip_phrasing_draw(rng, 3)
+            r = f"{a} plus {b} equals {s}."
             return LanguageItem(
                 name, q, "Add the two numbers.", f"{a} and {b}", r, str(s), NUMBER_SPACE_40, "open_qa"
             )
@@ -143,13 +138,8 @@ def language_task(
                 f"What is the difference between {a} and {b}?",
             ]
         )
-        r = rng.choice(
-            [
-                f"{a} minus {b} equals {d}.",
-                f"The difference between {a} and {b} is {d}.",
-                f"Taking {b} away from {a} leaves {d}.",
-            ]
-        )
+        skip_phrasing_draw(rng, 3)
+        r = f"{a} minus {b} equals {d}."
         return LanguageItem(
             name,
             q,
@@ -221,7 +211,8 @@ def language_task(
         q = rng.choice(
             [f"What colour do you get by mixing {a} and {b}?", f"What colour do {a} and {b} make when mixed?"]
         )
-        r = rng.choice([f"Mixing {a} and {b} gives {c}.", f"When you mix {a} and {b} you get {c}."])
+        skip_phrasing_draw(rng, 2)
+        r = f"Mixing {a} and {b} gives {c}."
         return LanguageItem(
             name,
             q,

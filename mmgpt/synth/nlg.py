@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from mmgpt.synth.vocab import NUMBER_WORDS
 
 
@@ -69,3 +71,12 @@ def position_phrase(position: str) -> str:
 def capitalise(text: str) -> str:
     """Upper-case the first character only."""
     return text[:1].upper() + text[1:]
+
+
+def skip_phrasing_draw(rng: random.Random, n: int) -> None:
+    """Make (and drop) the draw of one of `n` phrasings that the world once chose from at this point.
+
+    Answers now stated in one fixed form (the pretraining text's) call this where they used to draw a phrasing,
+    so every later draw, and with it every other record of the world, stays as it was.
+    """
+    rng.randrange(n)

@@ -10,7 +10,8 @@ import random
 
 from mmgpt.synth import descriptions as D
 from mmgpt.synth.knowledge import SHAPE_FACTS, WORDS, arithmetic_pairs, kb_facts
-from mmgpt.synth.nlg import be, count_phrase, plural, position_phrase, with_article
+from mmgpt.synth.nlg import be, count_phrase, plural, with_article
+from mmgpt.synth.qa import shape_statement
 from mmgpt.synth.scene import Scene
 from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 
@@ -28,10 +29,7 @@ def image_statements(scene: Scene, rng: random.Random) -> str:
     for kind in scene.kinds():
         k = scene.count(kind=kind)
         pool.append(f"There {be(k)} {count_phrase(k, kind)}.")
-    for s in scene.shapes:
-        pool.append(
-            f"There is {with_article(f'{s.size} {s.colour} {s.kind}')} {position_phrase(s.position)}."
-        )
+    pool += [shape_statement(s) for s in scene.shapes]
     absent = [c for c in COLOUR_NAMES if c not in scene.colours()]
     if absent:
         pool.append(f"There are no {rng.choice(absent)} shapes.")

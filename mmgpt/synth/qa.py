@@ -12,7 +12,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mmgpt.synth.nlg import be, capitalise, count_phrase, plural, position_phrase, with_article
+from mmgpt.synth.nlg import (
+    be,
+    capitalise,
+    count_phrase,
+    plural,
+    position_phrase,
+    skip_phrasing_draw,
+    with_article,
+)
 from mmgpt.synth.scene import Scene, Shape
 from mmgpt.synth.vocab import COLOUR_NAMES, KINDS, POSITIONS, SIZE_NAMES, WORD_LIST
 
@@ -149,6 +157,14 @@ def _pick(
     return rng.choice(candidates) if candidates else None
 
 
+def shape_statement(shape: Shape) -> str:
+    """The pretraining text's statement of one shape: "There is a medium red square at the top-left.".
+
+    Colour and kind questions are answered with it, in the form the base has learned to read off an image.
+    """
+    return f"There is {with_article(f'{shape.size} {shape.colour} {shape.kind}')} {position_phrase(shape.position)}."
+
+
 def colour_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA | None:
     """What colour is a uniquely described shape."""
     picked = (shape, ref_without_colour(scene, shape)) if shape else _pick(scene, rng, ref_without_colour)
@@ -158,14 +174,8 @@ def colour_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> Q
     question = rng.choice(
         [f"What colour is {ref}?", f"Which colour does {ref} have?", f"Tell me the colour of {ref}."]
     )
-    response = rng.choice(
-        [
-            f"{capitalise(ref)} is {shape.colour} in colour.",
-            f"{capitalise(ref)} is coloured {shape.colour}.",
-            f"It is {shape.colour}; {ref} is painted {shape.colour}.",
-        ]
-    )
-    return QA("color", question, shape.colour, list(COLOUR_NAMES), response)
+    skip_phrasing_draw(rng, 3)
+    return QA("color", question, shape.colour, list(COLOUR_NAMES), shape_statement(shape))
 
 
 def kind_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA | None:
@@ -177,14 +187,8 @@ def kind_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA 
     question = rng.choice(
         [f"What shape is {ref}?", f"What kind of shape is {ref}?", f"Which shape is {ref}?"]
     )
-    response = rng.choice(
-        [
-            f"{capitalise(ref)} is {with_article(shape.kind)}.",
-            f"That shape is {with_article(shape.kind)}.",
-            f"{capitalise(ref)} has the shape of {with_article(shape.kind)}.",
-        ]
-    )
-    return QA("shape", question, shape.kind, list(KINDS), response)
+    skip_phrasing_draw(rng, 3)
+    return QA("shape", question, shape.kind, list(KINDS), shape_statement(shape))
 
 
 def position_of(scene: Scene, rng: random.Random) -> QA | None:
@@ -259,14 +263,10 @@ def ocr_word(scene: Scene, rng: random.Random) -> QA | None:
     if not scene.word:
         return None
     w = scene.word
-    response = rng.choice(
-        [
-            f"The word written in the image is {w}.",
-            f"The text in the image says {w}.",
-            f"The word in the image says {w}.",
-            f"The image shows the word {w}.",
-        ]
-    )
+    # The word is read out as the pretraining text states it, which the base has learned to read off an image;
+    # the draw among four (the phrasings once used here) keeps the world's random stream as it was.
+    statements = [f"The word {w} is written at the {scene.word_band}.", f"The text says {w}."]
+    response = statements[rng.randrange(4) % 2]
     return QA("ocr", rng.choice(OCR_QUESTIONS), w, list(WORD_LIST), response)
 
 
