@@ -60,6 +60,16 @@ def knowledge_base() -> dict:
     }
 
 
+def arithmetic_statement(op: str, a: int, b: int) -> str:
+    """The pretraining text's statement of a sum or difference ("sum"/"difference"): "7 plus 5 equals 12."."""
+    return f"{a} plus {b} equals {a + b}." if op == "sum" else f"{a} minus {b} equals {a - b}."
+
+
+def mix_statement(a: str, b: str, result: str) -> str:
+    """The knowledge base's statement of a colour mix: "Mixing red and blue gives purple."."""
+    return f"Mixing {a} and {b} gives {result}."
+
+
 def kb_facts() -> list[str]:
     """Every knowledge-base fact as one declarative sentence."""
     facts = []
@@ -68,7 +78,7 @@ def kb_facts() -> list[str]:
         sides = "no straight sides" if f["sides"] == 0 else f"{f['sides']} sides"
         facts.append(f"{with_article(kind).capitalize()} has {corners} and {sides}.")
     for (a, b), c in MIXES.items():
-        facts.append(f"Mixing {a} and {b} gives {c}.")
+        facts.append(mix_statement(a, b, c))
     for w, (cat, col) in WORDS.items():
         facts.append(f"{with_article(w).capitalize()} is {with_article(cat)}.")
         if col:
@@ -126,7 +136,7 @@ def language_task(
                 [f"What is {a} plus {b}?", f"What is the sum of {a} and {b}?", f"Add {a} and {b}."]
             )
             skip_phrasing_draw(rng, 3)
-            r = f"{a} plus {b} equals {s}."
+            r = arithmetic_statement("sum", a, b)
             return LanguageItem(
                 name, q, "Add the two numbers.", f"{a} and {b}", r, str(s), NUMBER_SPACE_40, "open_qa"
             )
@@ -139,7 +149,7 @@ def language_task(
             ]
         )
         skip_phrasing_draw(rng, 3)
-        r = f"{a} minus {b} equals {d}."
+        r = arithmetic_statement("difference", a, b)
         return LanguageItem(
             name,
             q,
@@ -212,7 +222,7 @@ def language_task(
             [f"What colour do you get by mixing {a} and {b}?", f"What colour do {a} and {b} make when mixed?"]
         )
         skip_phrasing_draw(rng, 2)
-        r = f"Mixing {a} and {b} gives {c}."
+        r = mix_statement(a, b, c)
         return LanguageItem(
             name,
             q,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import random
 
 from mmgpt.synth import descriptions as D
-from mmgpt.synth.knowledge import SHAPE_FACTS, WORDS, arithmetic_pairs, kb_facts
+from mmgpt.synth.knowledge import SHAPE_FACTS, WORDS, arithmetic_pairs, arithmetic_statement, kb_facts
 from mmgpt.synth.nlg import be, count_phrase, plural, with_article
-from mmgpt.synth.qa import shape_statement
+from mmgpt.synth.qa import shape_statement, word_statements
 from mmgpt.synth.scene import Scene
 from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 
@@ -33,10 +33,7 @@ def image_statements(scene: Scene, rng: random.Random) -> str:
     absent = [c for c in COLOUR_NAMES if c not in scene.colours()]
     if absent:
         pool.append(f"There are no {rng.choice(absent)} shapes.")
-    if scene.word:
-        text = [f"The word {scene.word} is written at the {scene.word_band}.", f"The text says {scene.word}."]
-    else:
-        text = ["There is no text in the image."]
+    text = word_statements(scene) if scene.word else ["There is no text in the image."]
     chosen = rng.sample(pool, min(len(pool), rng.randint(2, 4)))
     return " ".join([D.caption(scene, rng), *chosen, rng.choice(text)])
 
@@ -92,10 +89,10 @@ def text_lines(rng: random.Random, reserved: dict[str, set[tuple[int, int]]], re
         rng.shuffle(facts)
         lines += [" ".join(facts[i : i + 4]) for i in range(0, len(facts), 4)]
         statements = []
-        for op, word in (("sum", "plus"), ("difference", "minus")):
+        for op in ("sum", "difference"):
             for a, b in arithmetic_pairs(op):
                 if (a, b) not in reserved[op]:
-                    statements.append(f"{a} {word} {b} equals {a + b if op == 'sum' else a - b}.")
+                    statements.append(arithmetic_statement(op, a, b))
         rng.shuffle(statements)
         lines += [" ".join(statements[i : i + 5]) for i in range(0, len(statements), 5)]
         lines += [_word_facts(w) for w in WORDS]

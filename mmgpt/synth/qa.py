@@ -258,16 +258,20 @@ OCR_QUESTIONS = [
 ]
 
 
+def word_statements(scene: Scene) -> list[str]:
+    """The pretraining text's two statements of a scene's word: "The word taxi is written at the top.", "The
+    text says taxi."."""
+    return [f"The word {scene.word} is written at the {scene.word_band}.", f"The text says {scene.word}."]
+
+
 def ocr_word(scene: Scene, rng: random.Random) -> QA | None:
     """What word is written (only for scenes with a word)."""
     if not scene.word:
         return None
-    w = scene.word
     # The word is read out as the pretraining text states it, which the base has learned to read off an image;
     # the draw among four (the phrasings once used here) keeps the world's random stream as it was.
-    statements = [f"The word {w} is written at the {scene.word_band}.", f"The text says {w}."]
-    response = statements[rng.randrange(4) % 2]
-    return QA("ocr", rng.choice(OCR_QUESTIONS), w, list(WORD_LIST), response)
+    response = word_statements(scene)[rng.randrange(4) % 2]
+    return QA("ocr", rng.choice(OCR_QUESTIONS), scene.word, list(WORD_LIST), response)
 
 
 def has_text(scene: Scene, rng: random.Random) -> QA:
