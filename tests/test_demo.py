@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,40 +41,40 @@ def test_quick_demo(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo2"), "--quick", *cache]) == 0
     assert "using the cached base model" in capsys.readouterr().out
     # the counting probe reads the demo's model, world and replies
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    probe = Path(__file__).resolve().parents[1] / "experiments" / "count_probe.py"
     demo = tmp_path / "demo"
-    run = subprocess.run(
-        [sys.executable, str(probe), "--model", str(demo / "model"), "--world", str(demo / "world")]
-        + ["--limit", "4", "--eval-items", str(demo / "eval_items.jsonl")],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = _run_experiment(
+        "count_probe.py",
+        "--model",
+        demo / "model",
+        "--world",
+        demo / "world",
+        "--limit",
+        "4",
+        "--eval-items",
+        demo / "eval_items.jsonl",
     )
-    assert run.returncode == 0, run.stderr
     rows = re.findall(
-        r"^(all shapes|shapes of one colour|shapes of one kind)\s+([\d.]+)\s+([\d.]+)$", run.stdout, re.M
+        r"^(all shapes|shapes of one colour|shapes of one kind)\s+([\d.]+)\s+([\d.]+)$", out, re.M
     )
-    assert len(rows) == 3 and all(0 <= float(v) <= 1 for row in rows for v in row[1:]), run.stdout
-    assert "4 held-out images" in run.stdout and "questions counting all shapes" in run.stdout
-    assert "counting questions naming a colour" in run.stdout
+    assert len(rows) == 3 and all(0 <= float(v) <= 1 for row in rows for v in row[1:]), out
+    assert "4 held-out images" in out and "questions counting all shapes" in out
+    assert "counting questions naming a colour" in out
     # and the arithmetic probe, text only
-    probe = probe.with_name("arithmetic_probe.py")
+    out = _run_experiment("arithmetic_probe.py", "--model", demo / "model", "--pairs", "2")
+    rows = re.findall(
+        r"^(.+?\.)(?: \(pretraining's\))?\s+(trained|held out)\s+([\d.]+)\s+([\d.]+)$", out, re.M
+    )
+    assert len(rows) == 8 and all(0 <= float(v) <= 1 for row in rows for v in row[2:]), out
+
+
+def _run_experiment(script: str, *args) -> str:
+    """Run experiments/`script` with `args` in a fresh interpreter; returns its stdout (fails on an error)."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / script
     run = subprocess.run(
-        [sys.executable, str(probe), "--model", str(demo / "model"), "--pairs", "2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, str(path), *map(str, args)], capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stderr
-    rows = re.findall(
-        r"^(.+?\.)(?: \(pretraining's\))?\s+(trained|held out)\s+([\d.]+)\s+([\d.]+)$", run.stdout, re.M
-    )
-    assert len(rows) == 8 and all(0 <= float(v) <= 1 for row in rows for v in row[2:]), run.stdout
+    return run.stdout
 
 
 def test_worlds_and_bases_from_an_older_generator_are_not_reused(tmp_path, monkeypatch):
