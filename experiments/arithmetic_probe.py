@@ -24,13 +24,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-#: (operation, phrasing, whether the pretraining text states arithmetic this way)
+#: (operation, phrasing, whether the pretraining text states arithmetic this way); None is the pretraining's own
+#: statement (`knowledge.arithmetic_statement`)
 PHRASINGS = (
-    ("sum", "{a} plus {b} equals {n}.", True),
+    ("sum", None, True),
     ("sum", "The sum of {a} and {b} is {n}.", False),
-    ("difference", "{a} minus {b} equals {n}.", True),
+    ("difference", None, True),
     ("difference", "The difference between {a} and {b} is {n}.", False),
 )
+
+
+def sentence(op: str, phrasing: str | None, a: int | str, b: int | str, n: int | str) -> str:
+    """`phrasing` (or the pretraining's statement when None) of `a` `op` `b` with `n` as the result."""
+    from mmgpt.synth.knowledge import arithmetic_statement
+
+    return phrasing.format(a=a, b=b, n=n) if phrasing else arithmetic_statement(op, a, b, n)
 
 
 def pair_groups(seed: int, per_group: int) -> dict[tuple[str, str], list[tuple[int, int]]]:
@@ -48,14 +56,17 @@ def pair_groups(seed: int, per_group: int) -> dict[tuple[str, str], list[tuple[i
     return groups
 
 
-def probe(model, phrasing: str, op: str, pairs: list[tuple[int, int]]) -> tuple[float, float]:
-    """(exact, within-one) share of `pairs` for which the model's most likely N in `phrasing` is a+b (or a-b)."""
+def probe(model, phrasing: str | None, op: str, pairs: list[tuple[int, int]]) -> tuple[float, float]:
+    """(exact, within-one) share of `pairs` for which the model's most likely N in `phrasing` is a+b (or a-b),
+    N ranging over the answer space of the world's language items."""
     from count_probe import sentence_logprobs
 
-    answers = range(41) if op == "sum" else range(21)
+    from mmgpt.synth.knowledge import NUMBER_SPACE_20, NUMBER_SPACE_40
+
+    answers = [int(n) for n in (NUMBER_SPACE_40 if op == "sum" else NUMBER_SPACE_20)]
     exact = near = 0
     for a, b in pairs:
-        scores = sentence_logprobs(model, None, [phrasing.format(a=a, b=b, n=n) for n in answers])
+        scores = sentence_logprobs(model, None, [sentence(op, phrasing, a, b, n) for n in answers])
         guess, truth = answers[int(scores.argmax())], (a + b if op == "sum" else a - b)
         exact += guess == truth
         near += abs(guess - truth) <= 1
@@ -71,18 +82,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the world's seed (decides the held-out pairs)")
     args = parser.parse_args()
 
-    from mmgpt import load_model
-    from mmgpt.demo import base_dir_for
+    from count_probe import load_probed_model
 
-    model_dir = Path(args.model) if args.model else base_dir_for(args.seed, False) / "model"
-    if not model_dir.exists():
-        sys.exit(f"{model_dir}: no model there; run `mmgpt demo` first or pass --model")
-    model = load_model(model_dir).eval()
+    model_dir, model = load_probed_model(args.model, args.seed)
     groups = pair_groups(args.seed, args.pairs)
     print(f"model {model_dir}")
     print(f"{'phrasing':<46}{'pairs':<10}{'right':>7}{'within 1':>10}")
     for op, phrasing, pretrained in PHRASINGS:
-        shown = phrasing.format(a="a", b="b", n="N") + (" (pretraining's)" if pretrained else "")
+        shown = sentence(op, phrasing, "a", "b", "N") + (" (pretraining's)" if pretrained else "")
         for name in ("trained", "held out"):
             exact, near = probe(model, phrasing, op, groups[(op, name)])
             print(f"{shown:<46}{name:<10}{exact:>7.3f}{near:>10.3f}")

@@ -128,6 +128,18 @@ def print_referent_agreement(items: list[dict]) -> None:
         print(f"{label:<38}{n:>10}{same / n:>15.3f}{right_same:>15.3f}{right_other:>14.3f}")
 
 
+def load_probed_model(model: str | None, seed: int = 0):
+    """(directory, model in eval mode) of `model`, or of the demo's cached base for world `seed` when None;
+    exits with a message when there is no model there."""
+    from mmgpt import load_model
+    from mmgpt.demo import base_dir_for
+
+    model_dir = Path(model) if model else base_dir_for(seed, False) / "model"
+    if not model_dir.exists():
+        sys.exit(f"{model_dir}: no model there; run `mmgpt demo` first or pass --model")
+    return model_dir, load_model(model_dir).eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory (default: the demo's cached base)")
@@ -138,19 +150,14 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    from mmgpt import load_model
     from mmgpt.data.dataset import load_image
-    from mmgpt.demo import base_dir_for
     from mmgpt.synth.scene import MAX_SHAPES, Scene
     from mmgpt.synth.world import WorldManifest
 
     world = Path(args.world)
-    model_dir = Path(args.model) if args.model else base_dir_for(0, False) / "model"
-    if not model_dir.exists():
-        sys.exit(f"{model_dir}: no model there; run `mmgpt demo` first or pass --model")
     if not (world / "world.json").exists():
         sys.exit(f"{world}: no synthetic world there; run `mmgpt demo` first or pass --world")
-    model = load_model(model_dir).eval()
+    model_dir, model = load_probed_model(args.model)
     heldout = [s for s in WorldManifest.load(world).scenes if s["split"] == "heldout"][: args.limit]
     scenes = [Scene.from_dict(s) for s in heldout]
     paths = {s["image_id"]: s["paths"][0] for s in heldout}

@@ -60,9 +60,14 @@ def knowledge_base() -> dict:
     }
 
 
-def arithmetic_statement(op: str, a: int, b: int) -> str:
-    """The pretraining text's statement of a sum or difference ("sum"/"difference"): "7 plus 5 equals 12."."""
-    return f"{a} plus {b} equals {a + b}." if op == "sum" else f"{a} minus {b} equals {a - b}."
+def arithmetic_statement(op: str, a: int, b: int, result: int | None = None) -> str:
+    """The pretraining text's statement of a sum or difference ("sum"/"difference"): "7 plus 5 equals 12.".
+
+    `result` states another number in place of the true one (a probe scores every candidate in this form).
+    """
+    if result is None:
+        result = a + b if op == "sum" else a - b
+    return f"{a} {'plus' if op == 'sum' else 'minus'} {b} equals {result}."
 
 
 def mix_statement(a: str, b: str, result: str) -> str:
