@@ -20,6 +20,13 @@ from mmgpt.model.cross_attention import GatedCrossAttentionBlock, text_time_for_
 from mmgpt.model.lm_adapters import decoder_layers_attr, get_attr_path, lm_hidden_size, set_attr_path
 from mmgpt.model.media_context import MediaContext, current_media_context, media_context
 from mmgpt.model.perceiver import PerceiverResampler
+from mmgpt.model.token_packing import (
+    current_token_selection,
+    feed_forward_of,
+    pack_tokens_in,
+    select_real_tokens,
+    token_selection,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +50,18 @@ class FlamingoLayer(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         ctx = current_media_context()
+        selection = current_token_selection()
 
         def run(h: torch.Tensor) -> Any:
-            if self.gated_cross_attn_layer is not None and ctx is not None:
-                kv = ctx.kv_for(self.layer_index, self.gated_cross_attn_layer)
-                h = self.gated_cross_attn_layer(h, kv, ctx.text_time, ctx.latents_per_image)
-            return self.decoder_layer(h, *args, **kwargs)
+            with token_selection(selection):
+                if self.gated_cross_attn_layer is not None and ctx is not None:
+                    kv = ctx.kv_for(self.layer_index, self.gated_cross_attn_layer)
+                    h = self.gated_cross_attn_layer(h, kv, ctx.text_time, ctx.latents_per_image)
+                return self.decoder_layer(h, *args, **kwargs)
 
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            # The context is captured by the closure, so the recomputation in backward sees the same images
-            # whichever thread runs it.
+            # The contexts are captured by the closure, so the recomputation in backward sees the same images
+            # and token selection whichever thread runs it.
             return checkpoint(run, hidden_states, use_reentrant=False)
         return run(hidden_states)
 
@@ -62,7 +71,9 @@ class Flamingo(nn.Module):
 
     `model(vision_x, lang_x, attention_mask=None, labels=None)` with vision_x (B, T_img, 1, 3, H, W) (or None for
     language-only input) and lang_x (B, L) returns a transformers `CausalLMOutputWithPast` (`.logits` (B, L, V),
-    `.loss` when labels are given). `model.generate(vision_x, lang_x, attention_mask=None, **kwargs)` returns
+    `.loss` when labels are given). With an attention mask that marks padding, the feed-forward blocks run on the
+    real tokens only (`pack_padded_tokens`): logits at real positions are unchanged; those at pad positions, never
+    meaningful, differ, so a loss must not read them (labels -100 at pads, as `collate` sets them). `model.generate(vision_x, lang_x, attention_mask=None, **kwargs)` returns
     lang_x with the generated tokens appended.
     """
 
@@ -96,7 +107,13 @@ class Flamingo(nn.Module):
                     gate_init=config.gate_init,
                 )
             wrapped.append(FlamingoLayer(block, layer, i))
+            for feed_forward in (feed_forward_of(layer), block.ff if block is not None else None):
+                if feed_forward is not None:
+                    pack_tokens_in(feed_forward)
         set_attr_path(lang_encoder, self.decoder_layers_attr, nn.ModuleList(wrapped))
+        # Feed-forward blocks skip the pad tokens of padded batches (see token_packing.py); off once the layers
+        # are compiled, whose graphs would otherwise recompile for every new number of real tokens.
+        self.pack_padded_tokens = True
         # Set by the loaders; not modules, so not part of the state dict.
         self.tokenizer = None
         self.image_processor = None
@@ -142,8 +159,10 @@ class Flamingo(nn.Module):
 
         Identical layers share one compiled graph, so compiling costs about one layer's worth of time; parameter
         names and the state dict are unchanged. The media context is read outside the compiled regions.
-        `options` go to `torch.compile` (e.g. `mode`, `dynamic`).
+        Feed-forward blocks then run on pad tokens too (`pack_padded_tokens` is turned off), so the graphs do not
+        depend on how many tokens are real. `options` go to `torch.compile` (e.g. `mode`, `dynamic`).
         """
+        self.pack_padded_tokens = False
         for layer in self.flamingo_layers():
             layer.decoder_layer.compile(**options)
             if layer.gated_cross_attn_layer is not None:
@@ -205,7 +224,8 @@ class Flamingo(nn.Module):
             lm_kwargs.setdefault("use_cache", False)
         latents = self.encode_vision(vision_x) if vision_x is not None else None
         ctx = self.media_context_for(lang_x, latents)
-        with media_context(ctx):
+        selection = select_real_tokens(lang_x, attention_mask) if self.pack_padded_tokens else None
+        with media_context(ctx), token_selection(selection):
             return self.lang_encoder(
                 input_ids=lang_x, attention_mask=attention_mask, labels=labels, **lm_kwargs
             )
