@@ -46,12 +46,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     args = parser.parse_args()
 
-    from mmgpt.demo import FULL_TUNE, base_dir_for
+    from mmgpt.demo import FULL_TUNE, base_dir_for, train_in_fresh_process
     from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
     from mmgpt.model.checkpoints import load_model
     from mmgpt.synth.world import WorldManifest
-    from mmgpt.train.config import load_train_config
-    from mmgpt.train.loop import run_training
 
     demo = Path(args.demo_dir)
     world = demo / "world"
@@ -83,9 +81,7 @@ def main() -> None:
         if data == "datasets.yaml" and not args.steps and (demo / "model" / "config.json").exists():
             run = demo  # the demo's tuned model is exactly this variant: same config, steps and seed
         elif not (run / "model" / "config.json").exists() or _read(run / "ablation_key.json") != key:
-            run_training(
-                load_train_config(ROOT / "configs" / "synthetic_mmgpt.yaml", overrides), resume=False
-            )
+            train_in_fresh_process(ROOT / "configs" / "synthetic_mmgpt.yaml", overrides, resume=False)
             (run / "ablation_key.json").write_text(key)
         metrics, _ = evaluate_heldout(
             load_model(run / "model"), heldout, args.eval_limit, batch_size=32, progress=False

@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,32 @@ def base_dir_for(seed: int, quick: bool, cache_dir: Path | None = None) -> Path:
     return Path(cache_dir or default_cache_dir()) / f"base-{base_cache_key(seed, quick)}"
 
 
+def train_in_fresh_process(config: Path, overrides: list[str], resume: bool = True) -> Path:
+    """Run `mmgpt train --config config overrides...` in a new interpreter (with `--no-resume` unless `resume`:
+    by default a killed run continues from its last checkpoint); returns the model directory written.
+
+    Each training stage gets a process of its own because tuning in the process that had just pretrained the base
+    ran 1.3x slower than in a fresh one (40 tuning steps: 42 s against 31 s, measured on 2 cores, the same work;
+    what slows it is left in the process by the pretraining). The config is checked here first, so a bad key fails before the
+    child starts; a failing child raises `TrainingError` (its own messages are already on the terminal).
+    """
+    from mmgpt.errors import TrainingError
+    from mmgpt.train.config import load_train_config
+
+    settings = load_train_config(config, overrides)
+    verbosity = logging.getLogger().getEffectiveLevel()
+    flags = ["-v"] if verbosity <= logging.DEBUG else ["-q"] if verbosity >= logging.WARNING else []
+    command = [sys.executable, "-m", "mmgpt", *flags, "train", "--config", str(config), *overrides]
+    if not resume:
+        command.insert(command.index("train") + 1, "--no-resume")
+    done = subprocess.run(command, stdout=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise TrainingError(
+            f"training with {config} failed (exit code {done.returncode}): {' '.join(command)}"
+        )
+    return Path(settings.output_dir) / "model"
+
+
 def _stage(name: str) -> float:
     print(f"\n== {name}", flush=True)
     return time.perf_counter()
@@ -128,8 +156,6 @@ def run_demo(
     from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
     from mmgpt.model.checkpoints import load_model
     from mmgpt.synth import generate_world
-    from mmgpt.train.config import load_train_config
-    from mmgpt.train.loop import run_training
 
     begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +178,7 @@ def run_demo(
         overrides = [f"data.world={world}", f"output_dir={cache}", f"seed={seed}"] + (
             QUICK_BASE if quick else FULL_BASE
         )
-        run_training(load_train_config(CONFIG_DIR / "synthetic_base.yaml", overrides))
+        train_in_fresh_process(CONFIG_DIR / "synthetic_base.yaml", overrides)
     base_dir = cache / "model"
     parsing = cache / "vision_tower.json"
     if parsing.exists():
@@ -174,7 +200,7 @@ def run_demo(
         f"output_dir={tune_dir}",
         f"seed={seed}",
     ] + (QUICK_TUNE if quick else FULL_TUNE)
-    tuned_dir = run_training(load_train_config(CONFIG_DIR / "synthetic_mmgpt.yaml", overrides))
+    tuned_dir = train_in_fresh_process(CONFIG_DIR / "synthetic_mmgpt.yaml", overrides)
     final = out / "model"
     if final.exists():
         shutil.rmtree(final)

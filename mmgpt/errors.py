@@ -15,3 +15,7 @@ class CheckpointError(MmgptError):
 
 class DataError(MmgptError):
     """A dataset file is unreadable or invalid; the message names the file and the line or record."""
+
+
+class TrainingError(MmgptError):
+    """A training run did not finish (e.g. the `mmgpt train` process a demo stage started failed)."""

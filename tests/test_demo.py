@@ -77,6 +77,18 @@ def _run_experiment(script: str, *args) -> str:
     return run.stdout
 
 
+def test_a_failing_training_stage_is_reported(tmp_path):
+    from mmgpt.demo import CONFIG_DIR, train_in_fresh_process
+    from mmgpt.errors import ConfigError, TrainingError
+
+    base = CONFIG_DIR / "synthetic_base.yaml"
+    with pytest.raises(ConfigError, match="no_such_key"):  # checked before a process is started
+        train_in_fresh_process(base, ["optim.no_such_key=1"])
+    run = [f"data.world={tmp_path / 'no-world'}", f"output_dir={tmp_path / 'run'}", "optim.max_steps=1"]
+    with pytest.raises(TrainingError, match="synthetic_base.yaml failed .exit code 1"):
+        train_in_fresh_process(base, run)
+
+
 def test_worlds_and_bases_from_an_older_generator_are_not_reused(tmp_path, monkeypatch):
     from mmgpt import demo
     from mmgpt.synth import world

@@ -49,9 +49,9 @@ class DataSection:
     batch_size: int = 1
     max_length: int | None = None
     # batch vision-language samples of similar length together (less padding: ~40% of the demo's pretraining
-    # image-text batches was padding); which samples share a window of 16 batches is still random. Off by
-    # default: length follows the task, so grouped batches each hold one kind of sample (measured: worse tuned
-    # models)
+    # image-text batches was padding, though feed-forward blocks skip pad tokens anyway, see
+    # model/token_packing.py); which samples share a window of 16 batches is still random. Off by default:
+    # length follows the task, so grouped batches each hold one kind of sample (measured: worse tuned models)
     group_by_length: bool = False
 
 
