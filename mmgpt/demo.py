@@ -115,7 +115,7 @@ def _done(start: float) -> None:
 
 
 # Bumped whenever the training code changes what the same config produces (2: eager attention on CPU in bf16;
-# 3: GELU in the tiny vision tower, feed-forward blocks skip pad tokens), so a base cached by an older version is
+# 3: feed-forward blocks skip pad tokens), so a base cached by an older version is
 # not reused.
 BASE_RECIPE = 3
 
