@@ -85,6 +85,9 @@ class PrecisionSection:
     # attention kernel of the Hugging Face parts: "auto" = "eager" (matmul + softmax) when training on CPU in
     # bf16/fp16, where PyTorch's fused kernel is slower, otherwise "sdpa"
     attention: str = "auto"
+    # run the feed-forward blocks of padded batches on the real tokens only (same loss and gradients; see
+    # model/token_packing.py); off under `compile`
+    pack_padded_tokens: bool = True
 
 
 @dataclass

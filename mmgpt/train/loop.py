@@ -111,6 +111,7 @@ def build_training_model(config: TrainConfig, run_dir: Path) -> Any:
         from mmgpt.model.precision import use_eager_attention
 
         use_eager_attention(model)
+    model.pack_padded_tokens = config.precision.pack_padded_tokens
     if config.precision.compile:
         _check_compiler()
         model.compile_layers(mode=config.precision.compile_mode)
