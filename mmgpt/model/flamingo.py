@@ -71,10 +71,12 @@ class Flamingo(nn.Module):
 
     `model(vision_x, lang_x, attention_mask=None, labels=None)` with vision_x (B, T_img, 1, 3, H, W) (or None for
     language-only input) and lang_x (B, L) returns a transformers `CausalLMOutputWithPast` (`.logits` (B, L, V),
-    `.loss` when labels are given). With an attention mask that marks padding, the feed-forward blocks run on the
-    real tokens only (`pack_padded_tokens`): logits at real positions are unchanged; those at pad positions, never
-    meaningful, differ, so a loss must not read them (labels -100 at pads, as `collate` sets them). `model.generate(vision_x, lang_x, attention_mask=None, **kwargs)` returns
+    `.loss` when labels are given). `model.generate(vision_x, lang_x, attention_mask=None, **kwargs)` returns
     lang_x with the generated tokens appended.
+
+    With an attention mask that marks padding, the feed-forward blocks run on the real tokens only
+    (`pack_padded_tokens`): logits at real positions are unchanged; those at pad positions, never meaningful,
+    differ, so a loss must not read them (labels -100 at pads, as `collate` sets them).
     """
 
     def __init__(self, vision_encoder: nn.Module, lang_encoder: nn.Module, config: FlamingoConfig):
