@@ -85,8 +85,9 @@ def train_in_fresh_process(config: Path, overrides: list[str], resume: bool = Tr
 
     Each training stage gets a process of its own because tuning in the process that had just pretrained the base
     ran 1.3x slower than in a fresh one (40 tuning steps: 42 s against 31 s, measured on 2 cores, the same work;
-    what slows it is left in the process by the pretraining). The config is checked here first, so a bad key fails before the
-    child starts; a failing child raises `TrainingError` (its own messages are already on the terminal).
+    what slows it is left in the process by the pretraining). The config is checked here first, so a bad key
+    fails before the child starts; a failing child raises `TrainingError` (its own messages are already on the
+    terminal).
     """
     from mmgpt.errors import TrainingError
     from mmgpt.train.config import load_train_config
