@@ -84,7 +84,11 @@ def main() -> None:
             train_in_fresh_process(ROOT / "configs" / "synthetic_mmgpt.yaml", overrides, resume=False)
             (run / "ablation_key.json").write_text(key)
         metrics, _ = evaluate_heldout(
-            load_model(run / "model"), heldout, args.eval_limit, batch_size=32, progress=False
+            load_model(run / "model", merge_adapters=True),
+            heldout,
+            args.eval_limit,
+            batch_size=32,
+            progress=False,
         )
         results[name] = metrics
         print(f"{name}: {metrics} ({time.perf_counter() - start:.0f} s)", flush=True)

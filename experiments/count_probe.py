@@ -137,7 +137,7 @@ def load_probed_model(model: str | None, seed: int = 0):
     model_dir = Path(model) if model else base_dir_for(seed, False) / "model"
     if not model_dir.exists():
         sys.exit(f"{model_dir}: no model there; run `mmgpt demo` first or pass --model")
-    return model_dir, load_model(model_dir).eval()
+    return model_dir, load_model(model_dir, merge_adapters=True).eval()
 
 
 def main() -> None:

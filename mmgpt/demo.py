@@ -210,7 +210,7 @@ def run_demo(
     t = _stage("4/5 evaluating tuned vs base vs blind baselines on held-out images")
     heldout = world / "eval" / "heldout.jsonl"
     limit = eval_limit if eval_limit is not None else (4 if quick else None)
-    tuned = load_model(final)
+    tuned = load_model(final, merge_adapters=True)
     tuned_metrics, records = evaluate_heldout(
         tuned, heldout, limit, batch_size=32, max_new_tokens=48, progress=False
     )

@@ -67,7 +67,7 @@ def _eval(args: argparse.Namespace) -> int:
             )
         shown = baselines[args.model](runner.load_heldout(fields["path"], args.limit))
         return _report({"model": args.model, "data": args.data, "metrics": shown}, shown, args.out)
-    model = load_model(args.model)
+    model = load_model(args.model, merge_adapters=True)
     if kind == "heldout":
         metrics, records = runner.evaluate_heldout(
             model, fields["path"], args.limit, args.batch_size, args.max_new_tokens

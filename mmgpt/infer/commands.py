@@ -62,7 +62,7 @@ def _chat(args: argparse.Namespace) -> int:
     from mmgpt.model.checkpoints import load_model
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    model = load_model(args.model, dtype=args.dtype)
+    model = load_model(args.model, dtype=args.dtype, merge_adapters=True)
     session = ChatSession(model, **generation_options(args))
     pending = [load_pil(p) for p in args.image]
     if interactive:

@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mmgpt.serve.api import ChatService, ServerLimits, create_app
 
     check_can_listen(args.host, args.port)
-    model = load_model(args.model, dtype=args.dtype)
+    model = load_model(args.model, dtype=args.dtype, merge_adapters=True)
     limits = ServerLimits(
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
         max_images=args.max_images,
@@ -92,7 +92,7 @@ def _web(args: argparse.Namespace) -> int:
     from mmgpt.serve.web import build_app
 
     check_can_listen(args.host, args.port)
-    model = load_model(args.model, dtype=args.dtype)
+    model = load_model(args.model, dtype=args.dtype, merge_adapters=True)
     app = build_app(model)
     print(f"web UI on http://{args.host}:{args.port}", flush=True)
     app.queue(default_concurrency_limit=1).launch(

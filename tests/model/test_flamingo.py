@@ -9,7 +9,7 @@ import torch
 
 from mmgpt.model.checkpoints import load_model
 from mmgpt.model.cross_attention import GatedCrossAttentionBlock, text_time_for_chunk
-from mmgpt.model.lora import LoraSettings, apply_lora
+from mmgpt.model.lora import LoraSettings, apply_lora, has_lora
 
 MEDIA = 9
 
@@ -204,6 +204,28 @@ def test_save_and_load_round_trip_with_adapters(tmp_path, make_tiny_model):
         torch.testing.assert_close(loaded(_vision(0), ids).logits, model(_vision(0), ids).logits)
     assert loaded.tokenizer is not None and loaded.image_processor is not None
     assert loaded.config.lora["r"] == 4
+
+
+def test_adapters_merged_on_load_give_the_same_model(tmp_path, make_tiny_model):
+    model = make_tiny_model(gate_init=1.0)
+    apply_lora(model, LoraSettings(r=4, preset="release+ffn"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    model.save_pretrained(tmp_path / "m")
+    merged = load_model(tmp_path / "m", merge_adapters=True)
+    assert not has_lora(merged) and merged.config.lora is None
+    assert not any("lora" in name for name in merged.state_dict())
+    ids = torch.tensor([[1, model.config.media_token_id, 30, 31]])
+    with torch.no_grad():
+        want = model(_vision(0), ids).logits
+        assert (want - load_model(tmp_path / "m")(_vision(0), ids).logits).abs().max() == 0
+        # the adapters move the logits, so agreeing with them is not agreeing with the base alone
+        assert (want - make_tiny_model(gate_init=1.0)(_vision(0), ids).logits).abs().max() > 1e-3
+        torch.testing.assert_close(merged(_vision(0), ids).logits, want, atol=1e-5, rtol=1e-4)
+    plain = make_tiny_model(gate_init=1.0)
+    plain.save_pretrained(tmp_path / "plain")
+    assert not has_lora(load_model(tmp_path / "plain", merge_adapters=True))
 
 
 def test_sharded_save_and_bf16_load(tmp_path, make_tiny_model):
