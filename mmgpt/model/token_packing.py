@@ -37,13 +37,17 @@ class TokenSelection:
 
 
 def select_real_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> TokenSelection | None:
-    """The selection for a batch input_ids (B, L) with attention_mask (B, L), or None when there is nothing to
-    skip (no mask, no padding, or a mask that is not one entry per input token, as with a KV cache)."""
+    """The selection for a batch input_ids (B, L) with attention_mask (B, L), or None without a per-token mask
+    (no mask, or one that is not one entry per input token, as with a KV cache).
+
+    A batch without padding gets the selection of all its tokens rather than None, so that every batch takes the
+    same operations whatever its padding. Processes of a sharded run must: under DeepSpeed ZeRO-3 with activation
+    checkpointing, the backward of the unpacking's index_copy (which reads a saved index) starts the
+    recomputation before ZeRO-3 gathers the feed-forward block's parameters, so a process whose batch had no pad
+    tokens, skipping the packing, gathered them in another order and the collectives went out of step."""
     if attention_mask is None or attention_mask.shape != input_ids.shape or input_ids.ndim != 2:
         return None
     keep = attention_mask.reshape(-1) != 0
-    if bool(keep.all()):
-        return None
     b, length = input_ids.shape
     return TokenSelection((b, length), keep.nonzero().squeeze(1))
 
@@ -64,14 +68,9 @@ def token_selection(selection: TokenSelection | None) -> Iterator[None]:
 
 
 def _packed(selection: TokenSelection | None, x: torch.Tensor) -> bool:
-    """Whether `x` is the packed (1, N, D) form of the current selection (the pre-hook packed it)."""
-    return (
-        selection is not None
-        and x.ndim == 3
-        and x.shape[0] == 1
-        and x.shape[1] == selection.index.numel()
-        and tuple(selection.shape) != (1, selection.index.numel())
-    )
+    """Whether `x` is the packed (1, N, D) form of the current selection (the pre-hook packed it; for a single
+    unpadded row the packed form is the input itself, and unpacking it is the identity)."""
+    return selection is not None and x.ndim == 3 and x.shape[0] == 1 and x.shape[1] == selection.index.numel()
 
 
 def _pack_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:

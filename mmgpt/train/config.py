@@ -86,7 +86,7 @@ class PrecisionSection:
     # bf16/fp16, where PyTorch's fused kernel is slower, otherwise "sdpa"
     attention: str = "auto"
     # run the feed-forward blocks of padded batches on the real tokens only (same loss and gradients; see
-    # model/token_packing.py); off under `compile` and DeepSpeed ZeRO-3
+    # model/token_packing.py); off under `compile`
     pack_padded_tokens: bool = True
 
 

@@ -294,10 +294,6 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
     use_zero = config.distributed.strategy == "deepspeed" and world_size > 1
     # what this run's checkpoints record (a DeepSpeed checkpoint resumes only at its own ZeRO stage)
     strategy = f"deepspeed-zero{config.distributed.zero_stage}" if use_zero else "fsdp" if sharded else "ddp"
-    if use_zero and config.distributed.zero_stage == 3:
-        # ZeRO-3 gathers each module's parameters from its own hooks; with pad skipping the two ranks of the test
-        # went out of step (a collective size mismatch), so ZeRO-3 runs the padded path
-        model.pack_padded_tokens = False
     if config.distributed.strategy == "fsdp" and not sharded:
         logger.info("distributed.strategy=fsdp with one process: nothing to shard, training unsharded")
     if config.distributed.strategy == "deepspeed" and not use_zero:

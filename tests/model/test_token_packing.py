@@ -103,15 +103,42 @@ def test_language_only_batches_are_packed_too(make_tiny_model):
     torch.testing.assert_close(packed, full, atol=1e-6, rtol=1e-6)
 
 
-def test_nothing_is_selected_without_padding_or_with_a_cache_shaped_mask():
+def test_selection_needs_a_per_token_mask_and_covers_unpadded_batches():
     ids = torch.ones(2, 5, dtype=torch.long)
     assert select_real_tokens(ids, None) is None
-    assert select_real_tokens(ids, torch.ones(2, 5)) is None
     assert (
         select_real_tokens(ids[:, -1:], torch.tensor([[0, 1, 1], [1, 1, 1]])) is None
     )  # decoding with a cache
     selection = select_real_tokens(ids, torch.tensor([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]]))
     assert selection.shape == (2, 5) and selection.index.tolist() == [0, 1, 2, 6, 7, 8, 9]
+    # no padding: all tokens, so a batch takes the same operations whatever its padding (see the next test)
+    assert select_real_tokens(ids, torch.ones(2, 5)).index.tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_unpadded_batches_run_the_same_packing(make_tiny_model, rows):
+    """Processes of a sharded run must run the same operations whether or not their batch has pad tokens (ZeRO-3
+    with activation checkpointing went out of step otherwise): an unpadded batch is packed too, identically."""
+    model = make_tiny_model(gate_init=1.0)
+    apply_lora(model, LoraSettings(r=4))
+    model.train()
+    model.gradient_checkpointing_enable()
+    vision, ids, mask, labels = _padded_batch(model, "right")
+    vision, ids, labels = vision[:rows], ids[:rows, :4], labels[:rows, :4]
+    mask = torch.ones_like(ids)
+    shapes: list[tuple[int, ...]] = []
+    for layer in model.flamingo_layers():
+        feed_forward_of(layer.decoder_layer).register_forward_pre_hook(
+            lambda m, args: shapes.append(tuple(args[0].shape[:2]))
+        )
+    loss, logits, grads = _run(model, (vision, ids, mask, labels), packed=True)
+    # forward and recomputation: every MLP call got the packed (1, B*L) form
+    assert shapes and set(shapes) == {(1, rows * 4)}
+    loss_full, logits_full, grads_full = _run(model, (vision, ids, mask, labels), packed=False)
+    torch.testing.assert_close(loss, loss_full, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(logits, logits_full, atol=1e-5, rtol=1e-5)
+    for name in grads:
+        torch.testing.assert_close(grads[name], grads_full[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_compiling_the_layers_turns_packing_off(make_tiny_model, monkeypatch):
