@@ -156,8 +156,8 @@ def load_model(
     Returns the Flamingo model in eval mode with `.tokenizer` and `.image_processor` attached, LoRA adapters
     re-attached (unmerged) when the directory has them, or folded into the weights with `merge_adapters`: the
     same function up to rounding, without the adapters' extra products in every layer (the demo's tuned model
-    answered its held-out items 1.6x faster merged on 2 CPU cores: bench/merged_generation.py). `dtype` may be a torch dtype or "float32"/"bfloat16"/...
-    Missing or unexpected weights are an error naming them.
+    answered its held-out items 1.6x faster merged on 2 CPU cores: bench/merged_generation.py). `dtype` may be
+    a torch dtype or "float32"/"bfloat16"/... Missing or unexpected weights are an error naming them.
     """
     from transformers import AutoTokenizer
 
