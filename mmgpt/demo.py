@@ -57,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-limit", type=int, default=None, help="held-out items per kind (default: all)")
     p.add_argument(
+        "--tune-steps",
+        type=int,
+        default=None,
+        help="instruction-tuning steps (default 400, 20 with --quick): more buy quality for time (600 scored "
+        "higher on every metric with two seeds, for 1.5-2.5 more minutes on 2 cores)",
+    )
+    p.add_argument(
         "--cache-dir",
         default=None,
         help="where pretrained bases are cached (default $MMGPT_CACHE or ~/.cache/mmgpt)",
@@ -147,16 +154,21 @@ def run_demo(
     seed: int = 0,
     eval_limit: int | None = None,
     cache_dir: Path | None = None,
+    tune_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Run every stage; returns the results dict also written to `out/results.json`.
+    """Run every stage; returns the results dict also written to `out/results.json`. `tune_steps` replaces the
+    instruction-tuning run's step count (400, or 20 with `quick`).
 
     The base is cached across runs (and output directories) under `cache_dir`, keyed by `base_cache_key`:
     the synthetic world is a pure function of (seed, scale), so the same key means the same base.
     """
+    from mmgpt.errors import ConfigError
     from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
     from mmgpt.model.checkpoints import load_model
     from mmgpt.synth import generate_world
 
+    if tune_steps is not None and tune_steps < 1:
+        raise ConfigError(f"--tune-steps must be at least 1, got {tune_steps}")
     begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     scale = world_scale(quick)
@@ -200,6 +212,8 @@ def run_demo(
         f"output_dir={tune_dir}",
         f"seed={seed}",
     ] + (QUICK_TUNE if quick else FULL_TUNE)
+    if tune_steps is not None:
+        overrides += [f"optim.max_steps={tune_steps}", f"logging.save_every={max(1, tune_steps // 2)}"]
     tuned_dir = train_in_fresh_process(CONFIG_DIR / "synthetic_mmgpt.yaml", overrides)
     final = out / "model"
     if final.exists():
@@ -286,5 +300,12 @@ def _transcript(model: Any, heldout: Path) -> str:
 def _demo(args: argparse.Namespace) -> int:
     logging.getLogger("mmgpt").setLevel(logging.WARNING)
     cache = Path(args.cache_dir) if args.cache_dir else None
-    run_demo(Path(args.out), quick=args.quick, seed=args.seed, eval_limit=args.eval_limit, cache_dir=cache)
+    run_demo(
+        Path(args.out),
+        quick=args.quick,
+        seed=args.seed,
+        eval_limit=args.eval_limit,
+        cache_dir=cache,
+        tune_steps=args.tune_steps,
+    )
     return 0

@@ -37,9 +37,16 @@ def test_quick_demo(tmp_path, capsys):
     assert "vision tower, held-out scene parsing accuracy: colour" in out
     model = load_model(tmp_path / "demo" / "model")
     assert model.chat(max_new_tokens=3).ask("Hello?") is not None
-    # The base is cached across output directories: a second run skips pretraining.
-    assert main(["demo", "--out", str(tmp_path / "demo2"), "--quick", *cache]) == 0
+    # The base is cached across output directories: a second run skips pretraining. --tune-steps sets the tuning
+    # run's length (and a bad value is refused before any work).
+    assert main(["demo", "--out", str(tmp_path / "demo2"), "--quick", "--tune-steps", "6", *cache]) == 0
     assert "using the cached base model" in capsys.readouterr().out
+    metrics = (tmp_path / "demo2" / "tune" / "metrics.jsonl").read_text().splitlines()
+    tuned_steps = [json.loads(line)["step"] for line in metrics]
+    assert tuned_steps == list(range(1, 7))
+    assert main(["demo", "--out", str(tmp_path / "demo3"), "--quick", "--tune-steps", "0", *cache]) == 1
+    assert "--tune-steps must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "demo3").exists()
     # the counting probe reads the demo's model, world and replies
     demo = tmp_path / "demo"
     out = _run_experiment(
