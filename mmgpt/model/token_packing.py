@@ -42,9 +42,10 @@ def select_real_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor | N
 
     A batch without padding gets the selection of all its tokens rather than None, so that every batch takes the
     same operations whatever its padding. Processes of a sharded run must: under DeepSpeed ZeRO-3 with activation
-    checkpointing, the backward of the unpacking's index_copy (which reads a saved index) starts the
-    recomputation before ZeRO-3 gathers the feed-forward block's parameters, so a process whose batch had no pad
-    tokens, skipping the packing, gathered them in another order and the collectives went out of step."""
+    checkpointing, a process whose batch had no pad tokens (and so skipped the packing) went out of step with the
+    others in the recomputation's parameter gathering (a collective size mismatch), and taking the same path on
+    every batch ended it. The likely order of events: the backward of the unpacking's index_copy reads a saved
+    index and so starts the recomputation before ZeRO-3 gathers the feed-forward block's own parameters."""
     if attention_mask is None or attention_mask.shape != input_ids.shape or input_ids.ndim != 2:
         return None
     keep = attention_mask.reshape(-1) != 0
