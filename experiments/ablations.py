@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     args = parser.parse_args()
 
-    from mmgpt.demo import FULL_TUNE, base_dir_for, train_in_fresh_process
+    from mmgpt.demo import base_dir_for, train_in_fresh_process, tuning_overrides
     from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
     from mmgpt.model.checkpoints import load_model
     from mmgpt.synth.world import WorldManifest
@@ -72,9 +72,7 @@ def main() -> None:
             f"output_dir={run}",
             "logging.progress=false",
         ]
-        overrides += FULL_TUNE
-        if args.steps:
-            overrides.append(f"optim.max_steps={args.steps}")
+        overrides += tuning_overrides(steps=args.steps)
         start = time.perf_counter()
         # a variant tuned earlier is reused only if it was tuned the same way on the same world and base
         key = json.dumps({"overrides": overrides, "world": [meta.seed, meta.scale, meta.generator]})

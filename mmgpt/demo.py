@@ -39,12 +39,28 @@ QUICK_BASE = [
     "vision_pretrain.steps=20",
     "vision_pretrain.batch_size=16",
 ]
-QUICK_TUNE = ["optim.max_steps=20", "optim.warmup_steps=2", "data.batch_size=8", "logging.save_every=20"]
+QUICK_TUNE = ["optim.warmup_steps=2", "data.batch_size=8"]
+QUICK_TUNE_STEPS = 20
 # The full demo's budget is 15 minutes on 2 cores: the base config as written (the vision tower's scene parsing,
 # 2000 steps, 3-4.5 minutes here, then 550 Flamingo pretraining steps over the frozen tower; the overrides only
 # restate it) and a longer tuning run than the tuning config's 250 steps.
 FULL_BASE = ["optim.max_steps=550", "logging.save_every=275"]
-FULL_TUNE = ["optim.max_steps=400", "logging.save_every=200"]
+FULL_TUNE_STEPS = 400
+
+
+def tuning_overrides(quick: bool = False, steps: int | None = None) -> list[str]:
+    """The demo's overrides of `configs/synthetic_mmgpt.yaml` for `steps` tuning steps (default 400, or 20 when
+    `quick`), with a checkpoint halfway and at the end. Raises ConfigError if `steps` is below 1."""
+    from mmgpt.errors import ConfigError
+
+    if steps is None:
+        steps = QUICK_TUNE_STEPS if quick else FULL_TUNE_STEPS
+    if steps < 1:
+        raise ConfigError(f"--tune-steps must be at least 1, got {steps}")
+    return (QUICK_TUNE if quick else []) + [
+        f"optim.max_steps={steps}",
+        f"logging.save_every={max(1, steps // 2)}",
+    ]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tune-steps",
         type=int,
         default=None,
-        help="instruction-tuning steps (default 400, 20 with --quick): more buy quality for time (600 scored "
+        help=f"instruction-tuning steps (default {FULL_TUNE_STEPS}, {QUICK_TUNE_STEPS} with --quick): more buy "
+        "quality for time (600 scored "
         "higher on every metric with two seeds, for 1.5-2.5 more minutes on 2 cores)",
     )
     p.add_argument(
@@ -157,18 +174,16 @@ def run_demo(
     tune_steps: int | None = None,
 ) -> dict[str, Any]:
     """Run every stage; returns the results dict also written to `out/results.json`. `tune_steps` replaces the
-    instruction-tuning run's step count (400, or 20 with `quick`).
+    instruction-tuning run's step count (see `tuning_overrides`).
 
     The base is cached across runs (and output directories) under `cache_dir`, keyed by `base_cache_key`:
     the synthetic world is a pure function of (seed, scale), so the same key means the same base.
     """
-    from mmgpt.errors import ConfigError
     from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
     from mmgpt.model.checkpoints import load_model
     from mmgpt.synth import generate_world
 
-    if tune_steps is not None and tune_steps < 1:
-        raise ConfigError(f"--tune-steps must be at least 1, got {tune_steps}")
+    tuning = tuning_overrides(quick, tune_steps)  # validated before any work
     begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     scale = world_scale(quick)
@@ -211,9 +226,7 @@ def run_demo(
         f"model.path={base_dir}",
         f"output_dir={tune_dir}",
         f"seed={seed}",
-    ] + (QUICK_TUNE if quick else FULL_TUNE)
-    if tune_steps is not None:
-        overrides += [f"optim.max_steps={tune_steps}", f"logging.save_every={max(1, tune_steps // 2)}"]
+    ] + tuning
     tuned_dir = train_in_fresh_process(CONFIG_DIR / "synthetic_mmgpt.yaml", overrides)
     final = out / "model"
     if final.exists():
