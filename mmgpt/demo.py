@@ -39,7 +39,7 @@ QUICK_BASE = [
     "vision_pretrain.steps=20",
     "vision_pretrain.batch_size=16",
 ]
-QUICK_TUNE = ["optim.warmup_steps=2", "data.batch_size=8"]
+QUICK_TUNE = ["optim.warmup_steps=2", "data.batch_size=8", "data.language_batch_size=16"]
 QUICK_TUNE_STEPS = 20
 # The full demo's budget is 15 minutes on 2 cores: the base config as written (the vision tower's scene parsing,
 # 2000 steps, 3-4.5 minutes here, then 550 Flamingo pretraining steps over the frozen tower; the overrides only

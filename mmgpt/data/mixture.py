@@ -206,10 +206,12 @@ def build_joint_stream(
     world_size: int = 1,
     seed: int | None = None,
     group_by_length: bool = False,
+    language_batch_size: int | None = None,
 ) -> JointStream:
-    """Read the datasets and return the paper's joint VL + language stream for this rank; `group_by_length`
-    batches vision-language samples of similar length together (see `SampleStream`; language-only batches
-    stay plain shuffles).
+    """Read the datasets and return the paper's joint VL + language stream for this rank: per micro-step a
+    vision-language batch of `batch_size` samples and a language-only batch of `language_batch_size` (default
+    `batch_size`). `group_by_length` batches vision-language samples of similar length together (see
+    `SampleStream`; language-only batches stay plain shuffles).
 
     Raises DataError before training when a configured stream ends up with no usable sample.
     """
@@ -230,7 +232,16 @@ def build_joint_stream(
         grouped = group_by_length and label == "vision-language"
         lengths = [sample_length(sm) for sm in samples] if grouped else None
         streams.append(
-            SampleStream(samples, builder, batch_size, seed + offset, rank, world_size, label, lengths)
+            SampleStream(
+                samples,
+                builder,
+                batch_size if offset == 0 else language_batch_size or batch_size,
+                seed + offset,
+                rank,
+                world_size,
+                label,
+                lengths,
+            )
         )
         logger.info("%s stream: %d samples from %d dataset(s)", label, len(samples), len(results))
     return JointStream(streams[0], streams[1], vl_results + lang_results)

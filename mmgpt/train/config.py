@@ -47,6 +47,10 @@ class DataSection:
     config: str | None = None
     world: str | None = None
     batch_size: int = 1
+    # samples in each language-only batch (the plain-text batch in pretraining); None: `batch_size`. The paper
+    # draws one of each per micro-step; language samples are short (the demo's: half the tokens of a
+    # vision-language one), so a larger language batch buys language-task accuracy cheaply (experiments/README.md)
+    language_batch_size: int | None = None
     max_length: int | None = None
     # batch vision-language samples of similar length together (less padding: ~40% of the demo's pretraining
     # image-text batches was padding, though feed-forward blocks skip pad tokens anyway, see
@@ -163,6 +167,11 @@ class TrainConfig:
             ("optim.max_steps", self.optim.max_steps is None or self.optim.max_steps >= 1, "must be >= 1"),
             ("optim.min_lr_ratio", 0 <= self.optim.min_lr_ratio <= 1, "must be in [0, 1]"),
             ("data.batch_size", self.data.batch_size >= 1, "must be >= 1"),
+            (
+                "data.language_batch_size",
+                self.data.language_batch_size is None or self.data.language_batch_size >= 1,
+                "must be >= 1 (or null for data.batch_size)",
+            ),
             (
                 "precision.dtype",
                 self.precision.dtype in ("fp32", "bf16", "fp16"),

@@ -310,6 +310,7 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
         config.save(run_dir / "config.yaml")
 
     batch = config.data.batch_size
+    language_batch = config.data.language_batch_size or batch
     if config.stage == "instruct":
         data_config = load_data_config(config.data.config)
         data_config.image_size = model.config.image_size
@@ -324,6 +325,7 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
             world_size,
             config.seed,
             group_by_length=config.data.group_by_length,
+            language_batch_size=language_batch,
         )
     else:
         stream = build_pretrain_stream(
@@ -336,10 +338,14 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
             rank,
             world_size,
             group_by_length=config.data.group_by_length,
+            text_batch_size=language_batch,
         )
-    samples = max(stream.num_samples.values())
-    per_step = config.optim.grad_accum * batch
-    total_steps = config.optim.max_steps or max(1, math.ceil(config.optim.epochs * samples / per_step))
+    # an epoch is a pass over the stream that takes the most steps to go through once
+    passes = [
+        stream.num_samples["vision_language"] / (config.optim.grad_accum * batch),
+        stream.num_samples["language"] / (config.optim.grad_accum * language_batch),
+    ]
+    total_steps = config.optim.max_steps or max(1, math.ceil(config.optim.epochs * max(passes)))
     warmup = config.optim.warmup_steps or int(config.optim.warmup_ratio * total_steps)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -385,11 +391,11 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
         logger.info("resumed from %s (step %d of %d)", existing[-1], start, total_steps)
     if rank == 0:
         logger.info(
-            "training %s parameters for %d steps (%d processes x batch %d x accumulation %d)",
+            "training %s parameters for %d steps (%d processes x batch %s x accumulation %d)",
             f"{trainable:,}",
             total_steps,
             world_size,
-            batch,
+            batch if language_batch == batch else f"{batch} (language {language_batch})",
             config.optim.grad_accum,
         )
 

@@ -89,16 +89,17 @@ def build_pretrain_stream(
     rank: int = 0,
     world_size: int = 1,
     group_by_length: bool = False,
+    text_batch_size: int | None = None,
 ) -> JointStream:
     """(interleaved batch, text batch) per micro-step, like the instruction stream; `group_by_length` batches
-    interleaved lines of similar length together (by characters, 64 per image; text batches stay plain)."""
+    interleaved lines of similar length together (by characters, 64 per image; text batches stay plain).
+    Text batches hold `text_batch_size` lines (default `batch_size`)."""
     streams = []
     for offset, name in enumerate(("interleaved.jsonl", "text.jsonl")):
+        size = batch_size if offset == 0 else text_batch_size or batch_size
         items = read_corpus(world / "pretrain" / name)
         builder = PretrainBuilder(tokenizer, image_processor, world, max_length)
         grouped = group_by_length and name == "interleaved.jsonl"
         lengths = [len(i["text"]) + 64 * len(i["images"]) for i in items] if grouped else None
-        streams.append(
-            SampleStream(items, builder, batch_size, seed + offset, rank, world_size, name, lengths)
-        )
+        streams.append(SampleStream(items, builder, size, seed + offset, rank, world_size, name, lengths))
     return JointStream(streams[0], streams[1], reports=[])

@@ -18,7 +18,7 @@ from mmgpt.model.checkpoints import load_model
 from mmgpt.train.config import load_train_config
 from mmgpt.train.loop import NonFiniteLoss, read_metrics, run_training
 from mmgpt.train.metrics import Trackers
-from tests.train.conftest import instruct_args, torchrun_train
+from tests.train.conftest import instruct_args, pretrain_overrides, torchrun_train
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -69,6 +69,39 @@ def test_instruct_run_outputs_and_merge(world, base_model, tmp_path):
         torch.testing.assert_close(
             merged(vision, ids).logits, model(vision, ids).logits, atol=1e-4, rtol=1e-4
         )
+
+
+def test_language_batches_take_their_own_size(world, base_model, tmp_path, monkeypatch):
+    import mmgpt.train.loop as loop
+
+    rows = []  # (has images, samples) of every batch the loop trains on
+    count = loop._batch_tokens
+
+    def spy(batch):
+        if batch is not None:
+            rows.append((batch["vision_x"] is not None, batch["attention_mask"].shape[0]))
+        return count(batch)
+
+    monkeypatch.setattr(loop, "_batch_tokens", spy)
+    run_training(
+        load_train_config(
+            None,
+            instruct_args(
+                world, base_model, tmp_path / "i", "optim.max_steps=2", "data.language_batch_size=3"
+            ),
+        )
+    )
+    assert sorted(rows) == [(False, 3), (False, 3), (True, 2), (True, 2)]
+    rows.clear()
+    run_training(  # pretraining: the plain-text batches
+        load_train_config(
+            None,
+            pretrain_overrides(world, tmp_path / "p", "optim.max_steps=1", "data.language_batch_size=5"),
+        )
+    )
+    assert sorted(rows) == [(False, 5), (True, 4)]
+    with pytest.raises(ConfigError, match="data.language_batch_size must be >= 1"):
+        load_train_config(None, ["model.path=x", "data.config=y", "data.language_batch_size=0"])
 
 
 def test_only_lora_is_trained(world, base_model, tmp_path):
