@@ -16,6 +16,7 @@ evaluated on the same held-out items. Writes experiments/results/ablations.{md,j
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TUNE_CONFIG = ROOT / "configs" / "synthetic_mmgpt.yaml"
 MOST_FREQUENT = "most frequent answer"
 VARIANTS = {
     "joint (paper)": "datasets.yaml",
@@ -74,12 +76,19 @@ def main() -> None:
         ]
         overrides += tuning_overrides(steps=args.steps)
         start = time.perf_counter()
-        # a variant tuned earlier is reused only if it was tuned the same way on the same world and base
-        key = json.dumps({"overrides": overrides, "world": [meta.seed, meta.scale, meta.generator]})
+        # a variant tuned earlier is reused only if it was tuned the same way (overrides and config file) on the
+        # same world and base
+        key = json.dumps(
+            {
+                "overrides": overrides,
+                "config": hashlib.sha256(TUNE_CONFIG.read_bytes()).hexdigest(),
+                "world": [meta.seed, meta.scale, meta.generator],
+            }
+        )
         if data == "datasets.yaml" and not args.steps and (demo / "model" / "config.json").exists():
             run = demo  # the demo's tuned model is exactly this variant: same config, steps and seed
         elif not (run / "model" / "config.json").exists() or _read(run / "ablation_key.json") != key:
-            train_in_fresh_process(ROOT / "configs" / "synthetic_mmgpt.yaml", overrides, resume=False)
+            train_in_fresh_process(TUNE_CONFIG, overrides, resume=False)
             (run / "ablation_key.json").write_text(key)
         metrics, _ = evaluate_heldout(
             load_model(run / "model", merge_adapters=True),

@@ -76,9 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tune-steps",
         type=int,
         default=None,
-        help=f"instruction-tuning steps (default {FULL_TUNE_STEPS}, {QUICK_TUNE_STEPS} with --quick): more buy "
-        "quality for time (600 scored "
-        "higher on every metric with two seeds, for 1.5-2.5 more minutes on 2 cores)",
+        help=f"instruction-tuning steps (default {FULL_TUNE_STEPS}, {QUICK_TUNE_STEPS} with --quick): more steps "
+        "buy quality for time (see the README)",
     )
     p.add_argument(
         "--cache-dir",
