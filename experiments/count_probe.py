@@ -1,10 +1,13 @@
 """Can the model read counts off an image? A teacher-forced probe of the synthetic base (or any model directory).
 
-For each held-out image the model scores the pretraining statements "There is/are N <things>." for every N the
-world allows, right after the image, and the probe counts how often the most likely N is the true one. Three
-statements per image: all shapes, the shapes of one colour present, the shapes of one kind present. No
-generation and no template: this asks what the image features and cross-attention carry, not whether the model
-follows instructions. The "commonest N" column is what always choosing the most frequent true count scores.
+For each held-out image the model scores the pretraining statements of a count ("There are N shapes.", "The
+number of red shapes is N.", "The number of stars is N.") for every N the world allows, right after the image,
+and the probe counts how often the most likely N is the true one. Three statements per image: all shapes, the
+shapes of one colour present, the shapes of one kind present. No generation and no template: this asks what the
+image features and cross-attention carry, not whether the model follows instructions. The "commonest N" column
+is what always choosing the most frequent true count scores. A binding probe does the same for the colour of a
+named shape ("The square is <colour>.") and the kind of one ("The red shape is a <kind>."), and tells a wrong
+answer that is another shape's colour or kind from one the image lacks.
 
 With the demo's evaluation replies at hand (`--eval-items`, default runs/demo/eval_items.jsonl) it also scores the
 tuned model's generated answers to the held-out questions that count all shapes, beside always answering "1", and
@@ -29,10 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def statement(n: int, noun: str) -> str:
-    """The world's own count sentence: "There are 3 red shapes." / "There is 1 star." / "There are no stars."."""
+    """The world's own count sentence: "There are 3 shapes." for all shapes, "The number of red shapes is 2." /
+    "The number of stars is 0." for one colour or kind."""
     from mmgpt.synth.nlg import be, count_phrase
+    from mmgpt.synth.qa import count_statement
 
-    return f"There {be(n)} {count_phrase(n, noun)}."
+    return f"There {be(n)} {count_phrase(n, noun)}." if noun == "shape" else count_statement(n, noun)
 
 
 def sentence_logprobs(model, image, texts: list[str]):
@@ -128,6 +133,44 @@ def print_referent_agreement(items: list[dict]) -> None:
         print(f"{label:<38}{n:>10}{same / n:>15.3f}{right_same:>15.3f}{right_other:>14.3f}")
 
 
+def print_binding(model, world: Path, paths: dict[int, str], scenes: list) -> None:
+    """Print how often the model binds a colour or kind to the shape it belongs to, on images with two colours
+    or more: for the first shape the world can name without its colour ("the square"), the most likely colour in
+    "The square is <colour>." against the true one, another shape's, and a colour the image lacks; the same for
+    kinds ("The red shape is a <kind>."). "guessing among the image's" is what choosing uniformly among the
+    image's colours (kinds) scores: a model that sees which colours are there but not which shape has which."""
+    from mmgpt.data.dataset import load_image
+    from mmgpt.synth.qa import colour_statement, kind_statement, ref_without_colour, ref_without_kind
+    from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
+
+    probes = (
+        ("colour of a named shape", "colour", ref_without_colour, colour_statement, COLOUR_NAMES),
+        ("kind of a named shape", "kind", ref_without_kind, kind_statement, KINDS),
+    )
+    print(
+        f"\n{'binding probe':<26}{'images':>7}{'right':>8}{'another shape':>15}{'absent':>8}{'guessing':>10}"
+    )
+    for label, attribute, ref_of, sentence, space in probes:
+        outcome, guessing = collections.Counter(), []
+        for scene in scenes:
+            named_shapes = [(x, r) for x in scene.ordered() if (r := ref_of(scene, x))]
+            if not named_shapes:
+                continue
+            shape, ref = named_shapes[0]
+            image = load_image(world / paths[scene.image_id])
+            scores = sentence_logprobs(model, image, [sentence(ref, v) for v in space])
+            picked, present = space[int(scores.argmax())], {getattr(x, attribute) for x in scene.shapes}
+            truth = getattr(shape, attribute)
+            outcome["right" if picked == truth else "another" if picked in present else "absent"] += 1
+            guessing.append(1 / len(present))
+        n = sum(outcome.values())
+        if n:
+            print(
+                f"{label:<26}{n:>7}{outcome['right'] / n:>8.3f}{outcome['another'] / n:>15.3f}"
+                f"{outcome['absent'] / n:>8.3f}{sum(guessing) / n:>10.3f}"
+            )
+
+
 def load_probed_model(model: str | None, seed: int = 0):
     """(directory, model in eval mode) of `model`, or of the demo's cached base for world `seed` when None;
     exits with a message when there is no model there."""
@@ -181,6 +224,7 @@ def main() -> None:
     for name, values in truths.items():
         commonest = collections.Counter(values).most_common(1)[0][1] / len(values)
         print(f"{name:<24}{hits[name] / len(values):>8.3f}{commonest:>13.3f}")
+    print_binding(model, world, paths, [s for s in scenes if len({x.colour for x in s.shapes}) > 1])
     source = Path(args.eval_items)
     if source.exists():
         import json

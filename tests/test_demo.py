@@ -66,6 +66,8 @@ def test_quick_demo(tmp_path, capsys):
     assert len(rows) == 3 and all(0 <= float(v) <= 1 for row in rows for v in row[1:]), out
     assert "4 held-out images" in out and "questions counting all shapes" in out
     assert "counting questions naming a colour" in out
+    binding = re.findall(r"^(?:colour|kind) of a named shape\s+\d+((?:\s+[\d.]+){4})$", out, re.M)
+    assert "binding probe" in out and all(0 <= float(v) <= 1 for row in binding for v in row.split()), out
     # and the arithmetic probe, text only
     out = _run_experiment("arithmetic_probe.py", "--model", demo / "model", "--pairs", "2")
     rows = re.findall(

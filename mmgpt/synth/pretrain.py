@@ -1,6 +1,6 @@
 """The pretraining corpus standing in for OpenFlamingo's web data: interleaved image-text lines and plain text.
 
-Interleaved lines carry 1-2 images, each followed by plain statements (caption, counts, colours, positions,
+Interleaved lines carry 1-2 images, each followed by plain statements (caption, counts, colours, kinds, positions,
 text) and `<|endofchunk|>`; text lines carry knowledge-base facts, arithmetic and word facts, and short prose.
 """
 
@@ -11,7 +11,15 @@ import random
 from mmgpt.synth import descriptions as D
 from mmgpt.synth.knowledge import SHAPE_FACTS, WORDS, arithmetic_pairs, arithmetic_statement, kb_facts
 from mmgpt.synth.nlg import be, count_phrase, plural, with_article
-from mmgpt.synth.qa import shape_statement, word_statements
+from mmgpt.synth.qa import (
+    colour_statement,
+    count_statement,
+    kind_statement,
+    ref_without_colour,
+    ref_without_kind,
+    shape_statement,
+    word_statements,
+)
 from mmgpt.synth.scene import Scene
 from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 
@@ -20,19 +28,25 @@ END_OF_CHUNK = "<|endofchunk|>"
 
 
 def image_statements(scene: Scene, rng: random.Random) -> str:
-    """A caption followed by 2-4 true statements about `scene` (counts, colours, positions, text)."""
+    """A caption followed by 2-4 true statements about `scene` and one about its text.
+
+    The statements: the number of shapes, counts of each colour and kind present ("The number of red shapes is
+    2."), one absent colour's count of 0, each shape with its size, colour and position ("There is a medium red
+    square at the top-left."), and each shape's colour or kind after a referent that needs neither ("The square
+    is red.", "The red shape is a square.")."""
     n = len(scene.shapes)
     pool = [f"There {be(n)} {count_phrase(n, 'shape')}."]
-    for colour in scene.colours():
-        k = scene.count(colour=colour)
-        pool.append(f"There {be(k)} {count_phrase(k, colour + ' shape')}.")
-    for kind in scene.kinds():
-        k = scene.count(kind=kind)
-        pool.append(f"There {be(k)} {count_phrase(k, kind)}.")
-    pool += [shape_statement(s) for s in scene.shapes]
+    pool += [count_statement(scene.count(colour=colour), f"{colour} shape") for colour in scene.colours()]
+    pool += [count_statement(scene.count(kind=kind), kind) for kind in scene.kinds()]
+    for shape in scene.shapes:
+        pool.append(shape_statement(shape))
+        if ref := ref_without_colour(scene, shape):
+            pool.append(colour_statement(ref, shape.colour))
+        if ref := ref_without_kind(scene, shape):
+            pool.append(kind_statement(ref, shape.kind))
     absent = [c for c in COLOUR_NAMES if c not in scene.colours()]
     if absent:
-        pool.append(f"There are no {rng.choice(absent)} shapes.")
+        pool.append(count_statement(0, f"{rng.choice(absent)} shape"))
     text = word_statements(scene) if scene.word else ["There is no text in the image."]
     chosen = rng.sample(pool, min(len(pool), rng.randint(2, 4)))
     return " ".join([D.caption(scene, rng), *chosen, rng.choice(text)])

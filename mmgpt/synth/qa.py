@@ -46,15 +46,31 @@ def _words(rng: random.Random) -> bool:
 
 
 def _count_response(n: int, noun: str, rng: random.Random, places: list[str]) -> str:
-    """ "There is/are N <noun> <place>." with N in digits, one of `places` drawn by `rng`.
+    """ "There is/are N <noun> <place>." with N in digits, one of `places` drawn by `rng` (the total count's
+    answer, stated as the pretraining text states it; the base reads totals off an image well in that form).
 
-    Counts are stated the way the pretraining statements state them ("There are 3 red shapes."), which the base
-    has learned to read off an image; with varied phrasings and spelled-out numbers the tuned model answered
-    counting questions mostly with the prior. The draw of an unused words-or-digits choice keeps the random
-    stream, and so every other question and answer of the world, as it was.
+    The draw of an unused words-or-digits choice keeps the random stream, and so every other question and
+    answer of the world, as it was.
     """
     _words(rng)
     return f"There {be(n)} {count_phrase(n, noun)} {rng.choice(places)}."
+
+
+def count_statement(n: int, noun: str) -> str:
+    """ "The number of red shapes is 2.": a count stated after what is counted, as the pretraining text states
+    counts of one colour or kind.
+
+    Naming the referent first lets the model condition the number on it; with "There are 2 red shapes." the
+    number comes before the colour, and the base picked colour counts no better than the commonest count.
+    """
+    return f"The number of {plural(noun, 2)} is {n}."
+
+
+def _referent_count_response(n: int, noun: str, rng: random.Random, places: list[str]) -> str:
+    """`count_statement(n, noun)`, making (and dropping) the draws of the earlier "There are N ..." form."""
+    _words(rng)
+    rng.choice(places)
+    return count_statement(n, noun)
 
 
 # ---- counting ---------------------------------------------------------------------------------------------
@@ -85,7 +101,9 @@ def count_colour(scene: Scene, rng: random.Random, colour: str | None = None) ->
             f"Count the {colour} shapes in the image.",
         ]
     )
-    response = _count_response(n, f"{colour} shape", rng, ["in the image", "in the picture", "in all"])
+    response = _referent_count_response(
+        n, f"{colour} shape", rng, ["in the image", "in the picture", "in all"]
+    )
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
 
@@ -101,7 +119,7 @@ def count_kind(scene: Scene, rng: random.Random, kind: str | None = None) -> QA:
             f"Count the {plural(kind, 2)} in the image.",
         ]
     )
-    response = _count_response(n, kind, rng, ["in the picture", "in the image", "in all"])
+    response = _referent_count_response(n, kind, rng, ["in the picture", "in the image", "in all"])
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
 
@@ -113,7 +131,7 @@ def count_colour_kind(scene: Scene, rng: random.Random) -> QA:
     question = rng.choice(
         [f"How many {plural(noun, 2)} are there?", f"How many {plural(noun, 2)} can you see?"]
     )
-    response = _count_response(n, noun, rng, ["in the image", "in the picture"])
+    response = _referent_count_response(n, noun, rng, ["in the image", "in the picture"])
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
 
@@ -158,11 +176,23 @@ def _pick(
 
 
 def shape_statement(shape: Shape) -> str:
-    """The pretraining text's statement of one shape: "There is a medium red square at the top-left.".
-
-    Colour and kind questions are answered with it, in the form the base has learned to read off an image.
-    """
+    """The pretraining text's statement of one shape: "There is a medium red square at the top-left."."""
     return f"There is {with_article(f'{shape.size} {shape.colour} {shape.kind}')} {position_phrase(shape.position)}."
+
+
+def colour_statement(ref: str, colour: str) -> str:
+    """ "The square is red.": the colour of the shape `ref` names, stated after the referent.
+
+    Colour questions are answered in this form and the pretraining text states colours in it too: the colour
+    word is predicted with the referent already in context, where "There is a medium red square" asks for the
+    colour before the shape it belongs to is named.
+    """
+    return f"{capitalise(ref)} is {colour}."
+
+
+def kind_statement(ref: str, kind: str) -> str:
+    """ "The red shape is a square.": the kind of the shape `ref` names, stated after the referent."""
+    return f"{capitalise(ref)} is {with_article(kind)}."
 
 
 def colour_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA | None:
@@ -175,7 +205,7 @@ def colour_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> Q
         [f"What colour is {ref}?", f"Which colour does {ref} have?", f"Tell me the colour of {ref}."]
     )
     skip_phrasing_draw(rng, 3)
-    return QA("color", question, shape.colour, list(COLOUR_NAMES), shape_statement(shape))
+    return QA("color", question, shape.colour, list(COLOUR_NAMES), colour_statement(ref, shape.colour))
 
 
 def kind_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA | None:
@@ -188,7 +218,7 @@ def kind_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA 
         [f"What shape is {ref}?", f"What kind of shape is {ref}?", f"Which shape is {ref}?"]
     )
     skip_phrasing_draw(rng, 3)
-    return QA("shape", question, shape.kind, list(KINDS), shape_statement(shape))
+    return QA("shape", question, shape.kind, list(KINDS), kind_statement(ref, shape.kind))
 
 
 def position_of(scene: Scene, rng: random.Random) -> QA | None:

@@ -292,8 +292,17 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
+class _Whole(dict):
+    """A mapping an override gives whole ("model.tiny={hidden_size: 64, ...}"): it replaces the key's value
+    instead of merging into it."""
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """`["optim.lr=1e-4", "data.config=x.yaml"]` -> nested dict (values parsed as YAML scalars)."""
+    """`["optim.lr=1e-4", "data.config=x.yaml"]` -> nested dict (values parsed as YAML scalars).
+
+    A dotted key merges into the YAML's mapping ("model.tiny.num_latents=64" keeps the other `tiny` keys); a
+    mapping given whole ("model.tiny={...}") replaces it.
+    """
     nested: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
@@ -303,17 +312,19 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+        value = yaml.safe_load(raw) if raw != "" else None
+        node[parts[-1]] = _Whole(value) if isinstance(value, dict) else value
     return nested
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
+        mergeable = (
+            isinstance(value, dict) and not isinstance(value, _Whole) and isinstance(out.get(key), dict)
+        )
         out[key] = (
-            _merge(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "tiny"
-            else value
+            _merge(out[key], value) if mergeable else (dict(value) if isinstance(value, _Whole) else value)
         )
     return out
 

@@ -11,7 +11,9 @@ import numpy as np
 from PIL import Image
 
 from mmgpt.synth.answers import extract_answer, extract_number, tokens
-from mmgpt.synth.vocab import COLOURS, NUMBER_WORDS
+from mmgpt.synth.vocab import COLOUR_NAMES, COLOURS, KINDS, NUMBER_WORDS, SIZE_NAMES
+
+_ATTRIBUTE_WORDS = {*COLOUR_NAMES, *KINDS, *SIZE_NAMES}
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -164,25 +166,44 @@ def test_vqa_and_pretrain_counts_match_scene(load, scenes):
             colour = (m.group(1) or "").strip() or None
             expected = sum(1 for s in scene["shapes"] if colour in (None, s["colour"]))
             assert a["multiple_choice_answer"] == str(expected), q
+    counted = described = 0
     for line in load("pretrain/interleaved.jsonl"):
         for path, chunk in zip(line["images"], line["text"].split("<|endofchunk|>"), strict=False):
             scene = scenes[int(Path(path).stem)]
-            for num, colour in re.findall(r"There (?:is|are) (\d+) (\w+ )?shapes?\.", chunk):
-                colour = colour.strip() or None
-                assert int(num) == sum(1 for s in scene["shapes"] if colour in (None, s["colour"])), chunk
+            for num in re.findall(r"There (?:is|are) (\d+) shapes?\.", chunk):
+                assert int(num) == len(scene["shapes"]), chunk
+            for noun, num in re.findall(r"The number of (\w+ shapes|\w+) is (\d+)\.", chunk):
+                assert int(num) == len(_matching(scene, noun)), chunk
+                counted += 1
+            for ref, attribute in re.findall(r"(The [a-z -]+?) is (?:an? )?(\w+)\.", chunk):
+                if not ref.startswith("The number of") and ref != "The word":
+                    assert any(attribute in (s["colour"], s["kind"]) for s in _matching(scene, ref)), chunk
+                    described += 1
+    assert counted > 10 and described > 10
+
+
+def _matching(scene: dict, noun: str) -> list[dict]:
+    """The scene's shapes that a noun or referent ("red shapes", "stars", "the large circle") can name; a
+    position phrase ("the shape at the top-left") is not checked, so it names every shape."""
+    named = set(tokens(noun)) & _ATTRIBUTE_WORDS
+    return [s for s in scene["shapes"] if named <= {s["colour"], s["kind"], s["size"]}]
 
 
 def test_counts_are_stated_in_the_pretraining_form(load, scenes):
-    # "There is/are N <noun> ...", N in digits (or "no"): the form the base learns to read counts in
-    form = re.compile(
-        r"^There (is \d+|are \d+|are no) [a-z ]+ (in the image|in the picture|in all|among them)\.$"
-    )
-    seen = 0
+    # Totals as "There is/are N shapes in ...", counts of one colour or kind as "The number of red shapes is
+    # N.", N in digits: the forms the base learns to read counts in
+    total = re.compile(r"^There (is \d+|are \d+) shapes? (in the image|in the picture|in all)\.$")
+    referent_first = re.compile(r"^The number of [a-z ]+ is \d+\.$")
+    among = re.compile(r"^There (is \d+|are \d+|are no) [a-z ]+ among them\.$")
+    seen = Counter()
     for it in load("eval/heldout.jsonl"):
-        if it["kind"] == "counting" or it["question"].startswith(("And how many of", "How many of those")):
-            assert form.match(it["reference"]), it
-            seen += 1
-    assert seen > 10
+        if it["kind"] == "counting":
+            totals = it["question"].startswith(("How many shapes", "Count the shapes", "How many objects"))
+            assert (total if totals else referent_first).match(it["reference"]), it
+            seen[totals] += 1
+        elif it["question"].startswith(("And how many of", "How many of those")):
+            assert among.match(it["reference"]), it
+    assert seen[True] > 10 and seen[False] > 10
 
 
 def test_facts_are_stated_in_the_pretraining_form(load, scenes):
@@ -216,13 +237,13 @@ def test_facts_are_stated_in_the_pretraining_form(load, scenes):
     stated = 0
     for it in load("eval/heldout.jsonl"):
         if it["kind"] in ("color", "shape"):
-            m = re.match(r"^There is an? (small|medium|large) (\w+) (\w+) [a-z -]+\.$", it["reference"])
-            assert m and it["answer"] in (m[2], m[3]), it
-            shape = {"size": m[1], "colour": m[2], "kind": m[3]}
-            scene = scenes[int(Path(it["image"]).stem)]
-            assert any(all(s[k] == v for k, v in shape.items()) for s in scene["shapes"]), it
+            # "The square is red." / "The red shape is a square.": the referent of the question, then the answer
+            m = re.match(r"^The ([a-z -]+) is (?:an? )?(\w+)\.$", it["reference"])
+            assert m and m[2] == it["answer"] and f"the {m[1]}" in it["question"], it
             stated += 1
-    assert stated > 10 and "There is a medium " in pretraining
+    colours = "|".join(COLOUR_NAMES)
+    assert stated > 10 and re.search(rf"The \w+ is ({colours})\.", pretraining)
+    assert re.search(r"The \w+ shape is an? \w+\.", pretraining) and "The number of " in pretraining
 
 
 def test_heldout_references_carry_their_answers(load, scenes):

@@ -1,4 +1,4 @@
-"""The shipped training configs parse and validate."""
+"""The shipped training configs parse and validate; overrides merge into them or replace their values."""
 
 from pathlib import Path
 
@@ -24,3 +24,13 @@ def test_paper_recipe_values():
         "release",
         4,
     )
+
+
+def test_dotted_override_merges_and_whole_mapping_replaces(tmp_path):
+    base = CONFIGS / "synthetic_base.yaml"
+    merged = load_train_config(base, ["model.tiny.num_latents=64"])
+    assert merged.model.tiny["num_latents"] == 64 and merged.model.tiny["hidden_size"] == 256
+    replaced = load_train_config(base, ["model.tiny={hidden_size: 48, num_layers: 2}"])
+    assert replaced.model.tiny == {"hidden_size": 48, "num_layers": 2}
+    replaced.save(tmp_path / "config.yaml")  # a mapping given whole is saved as a plain mapping
+    assert load_train_config(tmp_path / "config.yaml").model.tiny == replaced.model.tiny
