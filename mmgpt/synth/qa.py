@@ -57,11 +57,10 @@ def _count_response(n: int, noun: str, rng: random.Random, places: list[str]) ->
 
 
 def count_statement(n: int, noun: str) -> str:
-    """ "The number of red shapes is 2.": a count stated after what is counted, as the pretraining text states
-    counts of one colour or kind.
-
-    Naming the referent first lets the model condition the number on it; with "There are 2 red shapes." the
-    number comes before the colour, and the base picked colour counts no better than the commonest count.
+    """ "The number of red shapes is 2.": a count of one colour or kind stated after what is counted, as the
+    pretraining text states it, so that the number is predicted with its referent in context ("There are 2 red
+    shapes." asks for it first). experiments/README.md ("Which colour belongs to which shape") measures what
+    the referent-first forms changed.
     """
     return f"The number of {plural(noun, 2)} is {n}."
 
@@ -183,9 +182,9 @@ def shape_statement(shape: Shape) -> str:
 def colour_statement(ref: str, colour: str) -> str:
     """ "The square is red.": the colour of the shape `ref` names, stated after the referent.
 
-    Colour questions are answered in this form and the pretraining text states colours in it too: the colour
-    word is predicted with the referent already in context, where "There is a medium red square" asks for the
-    colour before the shape it belongs to is named.
+    Colour questions are answered in this form and the pretraining text states colours in it too, so that the
+    colour is predicted with the referent in context ("There is a medium red square" asks for the colour before
+    the shape it belongs to is named).
     """
     return f"{capitalise(ref)} is {colour}."
 
