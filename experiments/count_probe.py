@@ -34,10 +34,9 @@ sys.path.insert(0, str(ROOT))
 def statement(n: int, noun: str) -> str:
     """The world's own count sentence: "There are 3 shapes." for all shapes, "The number of red shapes is 2." /
     "The number of stars is 0." for one colour or kind."""
-    from mmgpt.synth.nlg import be, count_phrase
-    from mmgpt.synth.qa import count_statement
+    from mmgpt.synth.qa import count_statement, total_statement
 
-    return f"There {be(n)} {count_phrase(n, noun)}." if noun == "shape" else count_statement(n, noun)
+    return total_statement(n) if noun == "shape" else count_statement(n, noun)
 
 
 def sentence_logprobs(model, image, texts: list[str]):
@@ -133,13 +132,13 @@ def print_referent_agreement(items: list[dict]) -> None:
         print(f"{label:<38}{n:>10}{same / n:>15.3f}{right_same:>15.3f}{right_other:>14.3f}")
 
 
-def print_binding(model, world: Path, paths: dict[int, str], scenes: list) -> None:
+def print_binding(model, images: dict, scenes: list) -> None:
     """Print how often the model binds a colour or kind to the shape it belongs to, on images with two colours
     or more: for the first shape the world can name without its colour ("the square"), the most likely colour in
     "The square is <colour>." against the true one, another shape's, and a colour the image lacks; the same for
     kinds ("The red shape is a <kind>."). "guessing among the image's" is what choosing uniformly among the
-    image's colours (kinds) scores: a model that sees which colours are there but not which shape has which."""
-    from mmgpt.data.dataset import load_image
+    image's colours (kinds) scores: a model that sees which colours are there but not which shape has which.
+    `images` maps each scene's image id to its loaded image."""
     from mmgpt.synth.qa import colour_statement, kind_statement, ref_without_colour, ref_without_kind
     from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 
@@ -157,8 +156,7 @@ def print_binding(model, world: Path, paths: dict[int, str], scenes: list) -> No
             if not named_shapes:
                 continue
             shape, ref = named_shapes[0]
-            image = load_image(world / paths[scene.image_id])
-            scores = sentence_logprobs(model, image, [sentence(ref, v) for v in space])
+            scores = sentence_logprobs(model, images[scene.image_id], [sentence(ref, v) for v in space])
             picked, present = space[int(scores.argmax())], {getattr(x, attribute) for x in scene.shapes}
             truth = getattr(shape, attribute)
             outcome["right" if picked == truth else "another" if picked in present else "absent"] += 1
@@ -203,11 +201,11 @@ def main() -> None:
     model_dir, model = load_probed_model(args.model)
     heldout = [s for s in WorldManifest.load(world).scenes if s["split"] == "heldout"][: args.limit]
     scenes = [Scene.from_dict(s) for s in heldout]
-    paths = {s["image_id"]: s["paths"][0] for s in heldout}
+    images = {s["image_id"]: load_image(world / s["paths"][0]) for s in heldout}
 
     hits, truths = collections.Counter(), collections.defaultdict(list)
     for scene in tqdm(scenes, desc="probing", unit="image"):
-        image = load_image(world / paths[scene.image_id])
+        image = images[scene.image_id]
         colour, kind = scene.shapes[0].colour, scene.shapes[-1].kind
         probes = {
             "all shapes": ("shape", len(scene.shapes)),
@@ -224,7 +222,7 @@ def main() -> None:
     for name, values in truths.items():
         commonest = collections.Counter(values).most_common(1)[0][1] / len(values)
         print(f"{name:<24}{hits[name] / len(values):>8.3f}{commonest:>13.3f}")
-    print_binding(model, world, paths, [s for s in scenes if len({x.colour for x in s.shapes}) > 1])
+    print_binding(model, images, [s for s in scenes if len({x.colour for x in s.shapes}) > 1])
     source = Path(args.eval_items)
     if source.exists():
         import json

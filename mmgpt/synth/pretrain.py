@@ -10,7 +10,7 @@ import random
 
 from mmgpt.synth import descriptions as D
 from mmgpt.synth.knowledge import SHAPE_FACTS, WORDS, arithmetic_pairs, arithmetic_statement, kb_facts
-from mmgpt.synth.nlg import be, count_phrase, plural, with_article
+from mmgpt.synth.nlg import plural, with_article
 from mmgpt.synth.qa import (
     colour_statement,
     count_statement,
@@ -18,6 +18,7 @@ from mmgpt.synth.qa import (
     ref_without_colour,
     ref_without_kind,
     shape_statement,
+    total_statement,
     word_statements,
 )
 from mmgpt.synth.scene import Scene
@@ -34,8 +35,7 @@ def image_statements(scene: Scene, rng: random.Random) -> str:
     2."), one absent colour's count of 0, each shape with its size, colour and position ("There is a medium red
     square at the top-left."), and each shape's colour or kind after a referent that needs neither ("The square
     is red.", "The red shape is a square.")."""
-    n = len(scene.shapes)
-    pool = [f"There {be(n)} {count_phrase(n, 'shape')}."]
+    pool = [total_statement(len(scene.shapes))]
     pool += [count_statement(scene.count(colour=colour), f"{colour} shape") for colour in scene.colours()]
     pool += [count_statement(scene.count(kind=kind), kind) for kind in scene.kinds()]
     for shape in scene.shapes:

@@ -56,6 +56,11 @@ def _count_response(n: int, noun: str, rng: random.Random, places: list[str]) ->
     return f"There {be(n)} {count_phrase(n, noun)} {rng.choice(places)}."
 
 
+def total_statement(n: int) -> str:
+    """ "There are 3 shapes.": the pretraining text's statement of how many shapes an image holds."""
+    return f"There {be(n)} {count_phrase(n, 'shape')}."
+
+
 def count_statement(n: int, noun: str) -> str:
     """ "The number of red shapes is 2.": a count of one colour or kind stated after what is counted, as the
     pretraining text states it, so that the number is predicted with its referent in context ("There are 2 red
@@ -68,7 +73,7 @@ def count_statement(n: int, noun: str) -> str:
 def _referent_count_response(n: int, noun: str, rng: random.Random, places: list[str]) -> str:
     """`count_statement(n, noun)`, making (and dropping) the draws of the earlier "There are N ..." form."""
     _words(rng)
-    rng.choice(places)
+    skip_phrasing_draw(rng, len(places))
     return count_statement(n, noun)
 
 

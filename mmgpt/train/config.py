@@ -320,12 +320,12 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
-        mergeable = (
-            isinstance(value, dict) and not isinstance(value, _Whole) and isinstance(out.get(key), dict)
-        )
-        out[key] = (
-            _merge(out[key], value) if mergeable else (dict(value) if isinstance(value, _Whole) else value)
-        )
+        if isinstance(value, _Whole):
+            out[key] = dict(value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
     return out
 
 
