@@ -11,6 +11,7 @@ Every variant is tuned exactly like the demo (configs/synthetic_mmgpt.yaml plus 
 evaluated on the same held-out items. Writes experiments/results/ablations.{md,json,png}.
 
     python experiments/ablations.py [--demo-dir runs/demo] [--cache-dir ~/.cache/mmgpt] [--steps N]
+        [--base-steps N]
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def main() -> None:
         "--cache-dir", default=None, help="the demo's base cache (default: the demo's default)"
     )
     parser.add_argument("--steps", type=int, default=None, help="tuning steps (default: the demo's)")
+    parser.add_argument(
+        "--base-steps", type=int, default=None, help="the demo's --base-steps, which picks its cached base"
+    )
     parser.add_argument("--eval-limit", type=int, default=None)
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     args = parser.parse_args()
@@ -59,7 +63,7 @@ def main() -> None:
         sys.exit(f"no world in {demo}: run `mmgpt demo --out {demo}` first")
     meta = WorldManifest.load(world)
     cache = Path(args.cache_dir) if args.cache_dir else None
-    base_dir = base_dir_for(meta.seed, meta.scale == "quick", cache) / "model"
+    base_dir = base_dir_for(meta.seed, meta.scale == "quick", cache, args.base_steps) / "model"
     if not (base_dir / "config.json").exists():
         sys.exit(f"no cached base at {base_dir}: run `mmgpt demo --out {demo}` first")
     heldout = world / "eval" / "heldout.jsonl"

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -44,8 +46,24 @@ QUICK_TUNE_STEPS = 20
 # The full demo's budget is 15 minutes on 2 cores: the base config as written (the vision tower's scene parsing,
 # 2000 steps, 3-4.5 minutes here, then 550 Flamingo pretraining steps over the frozen tower; the overrides only
 # restate it) and a longer tuning run than the tuning config's 250 steps.
-FULL_BASE = ["optim.max_steps=550", "logging.save_every=275"]
+FULL_BASE_STEPS = 550
 FULL_TUNE_STEPS = 400
+
+
+def base_overrides(quick: bool = False, steps: int | None = None) -> list[str]:
+    """The demo's overrides of `configs/synthetic_base.yaml`: the small model for `quick`, and `steps` Flamingo
+    pretraining steps after the vision tower's (default 550; 40 when `quick`) with a checkpoint halfway and at
+    the end. Raises ConfigError if `steps` is below 1."""
+    from mmgpt.errors import ConfigError
+
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--base-steps must be at least 1, got {steps}")
+    if quick:
+        return QUICK_BASE + (
+            [] if steps is None else [f"optim.max_steps={steps}", f"logging.save_every={steps}"]
+        )
+    steps = steps or FULL_BASE_STEPS
+    return [f"optim.max_steps={steps}", f"logging.save_every={max(1, steps // 2)}"]
 
 
 def tuning_overrides(quick: bool = False, steps: int | None = None) -> list[str]:
@@ -80,6 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "buy quality for time (see the README)",
     )
     p.add_argument(
+        "--base-steps",
+        type=int,
+        default=None,
+        help=f"Flamingo pretraining steps of the base (default {FULL_BASE_STEPS}); each count is cached as its own "
+        "base. More steps buy quality for time (see the README)",
+    )
+    p.add_argument(
         "--cache-dir",
         default=None,
         help="where pretrained bases are cached (default $MMGPT_CACHE or ~/.cache/mmgpt)",
@@ -97,9 +122,11 @@ def world_scale(quick: bool) -> str:
     return "quick" if quick else "default"
 
 
-def base_dir_for(seed: int, quick: bool, cache_dir: Path | None = None) -> Path:
-    """The cached run directory of the base pretrained for this world seed/scale and base config."""
-    return Path(cache_dir or default_cache_dir()) / f"base-{base_cache_key(seed, quick)}"
+def base_dir_for(
+    seed: int, quick: bool, cache_dir: Path | None = None, base_steps: int | None = None
+) -> Path:
+    """The cached run directory of the base pretrained for this world seed/scale, base config and step count."""
+    return Path(cache_dir or default_cache_dir()) / f"base-{base_cache_key(seed, quick, base_steps)}"
 
 
 def train_in_fresh_process(config: Path, overrides: list[str], resume: bool = True) -> Path:
@@ -143,19 +170,20 @@ def _done(start: float) -> None:
 BASE_RECIPE = 2
 
 
-def base_cache_key(seed: int, quick: bool) -> str:
-    """Hash of what determines the base model: world seed/scale/generator, the base config file, the step
-    overrides."""
+def base_cache_key(seed: int, quick: bool, base_steps: int | None = None) -> str:
+    """Hash of what determines the base model: world seed/scale/generator, the base config's settings, the step
+    overrides (`base_overrides`)."""
     from mmgpt.synth.world import GENERATOR_VERSION
 
     scale = world_scale(quick)
-    text = (CONFIG_DIR / "synthetic_base.yaml").read_text()
+    # the parsed config, so that editing its comments does not force a new base
+    config = yaml.safe_load((CONFIG_DIR / "synthetic_base.yaml").read_text())
     payload = json.dumps(
         {
             "seed": seed,
             "scale": scale,
-            "config": text,
-            "overrides": QUICK_BASE if quick else FULL_BASE,
+            "config": config,
+            "overrides": base_overrides(quick, base_steps),
             "recipe": BASE_RECIPE,
             # the base's tokenizer is trained on the world's text, instruction data included
             "world": GENERATOR_VERSION,
@@ -171,9 +199,11 @@ def run_demo(
     eval_limit: int | None = None,
     cache_dir: Path | None = None,
     tune_steps: int | None = None,
+    base_steps: int | None = None,
 ) -> dict[str, Any]:
     """Run every stage; returns the results dict also written to `out/results.json`. `tune_steps` replaces the
-    instruction-tuning run's step count (see `tuning_overrides`).
+    instruction-tuning run's step count (see `tuning_overrides`), `base_steps` the base's Flamingo pretraining
+    steps (see `base_overrides`).
 
     The base is cached across runs (and output directories) under `cache_dir`, keyed by `base_cache_key`:
     the synthetic world is a pure function of (seed, scale), so the same key means the same base.
@@ -183,6 +213,7 @@ def run_demo(
     from mmgpt.synth import generate_world
 
     tuning = tuning_overrides(quick, tune_steps)  # validated before any work
+    pretraining = base_overrides(quick, base_steps)
     begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     scale = world_scale(quick)
@@ -196,14 +227,12 @@ def run_demo(
         print("   reusing the existing world", flush=True)
     _done(t)
 
-    cache = base_dir_for(seed, quick, cache_dir)
+    cache = base_dir_for(seed, quick, cache_dir, base_steps)
     t = _stage(f"2/5 pretraining the base model: vision tower, then the whole Flamingo (cached in {cache})")
     if (cache / "model" / "config.json").exists():
         print("   using the cached base model", flush=True)
     else:
-        overrides = [f"data.world={world}", f"output_dir={cache}", f"seed={seed}"] + (
-            QUICK_BASE if quick else FULL_BASE
-        )
+        overrides = [f"data.world={world}", f"output_dir={cache}", f"seed={seed}"] + pretraining
         train_in_fresh_process(CONFIG_DIR / "synthetic_base.yaml", overrides)
     base_dir = cache / "model"
     parsing = cache / "vision_tower.json"
@@ -319,5 +348,6 @@ def _demo(args: argparse.Namespace) -> int:
         eval_limit=args.eval_limit,
         cache_dir=cache,
         tune_steps=args.tune_steps,
+        base_steps=args.base_steps,
     )
     return 0

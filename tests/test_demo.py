@@ -47,6 +47,9 @@ def test_quick_demo(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo3"), "--quick", "--tune-steps", "0", *cache]) == 1
     assert "--tune-steps must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "demo3").exists()
+    assert main(["demo", "--out", str(tmp_path / "demo3"), "--quick", "--base-steps", "-1", *cache]) == 1
+    assert "--base-steps must be at least 1, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "demo3").exists()
     # the counting probe reads the demo's model, world and replies
     demo = tmp_path / "demo"
     out = _run_experiment(
@@ -68,6 +71,15 @@ def test_quick_demo(tmp_path, capsys):
     assert "counting questions naming a colour" in out
     binding = re.findall(r"^(?:colour|kind) of a named shape\s+\d+((?:\s+[\d.]+){4})$", out, re.M)
     assert "binding probe" in out and all(0 <= float(v) <= 1 for row in binding for v in row.split()), out
+    # the binding probe fits its readers on the image features of the demo's base and scores them
+    base = next((tmp_path / "cache").glob("base-*/model"))
+    out = _run_experiment(
+        "binding_probe.py",
+        *("--model", base, "--world", demo / "world"),
+        *("--train-images", "60", "--limit", "20", "--steps", "5"),
+    )
+    rows = re.findall(r"^(patch tokens|perceiver latents)\s+\d+x\d+((?:\s+[\d.]+){3})$", out, re.M)
+    assert len(rows) == 2 and all(0 <= float(v) <= 1 for row in rows for v in row[1].split()), out
     # and the arithmetic probe, text only
     out = _run_experiment("arithmetic_probe.py", "--model", demo / "model", "--pairs", "2")
     rows = re.findall(
@@ -111,4 +123,33 @@ def test_worlds_and_bases_from_an_older_generator_are_not_reused(tmp_path, monke
     key = demo.base_cache_key(0, False)
     # the base's tokenizer learns the world's text, so a new generator means a new base
     monkeypatch.setattr(world, "GENERATOR_VERSION", world.GENERATOR_VERSION + 1)
+    assert demo.base_cache_key(0, False) != key
+
+
+def test_base_steps_pick_their_own_cached_base():
+    from mmgpt import demo
+    from mmgpt.errors import ConfigError
+
+    # the default is the base config's own 550 steps, so bases cached before the option existed are reused
+    assert demo.base_cache_key(0, False, 550) == demo.base_cache_key(0, False)
+    assert demo.base_cache_key(0, False, 1100) != demo.base_cache_key(0, False)
+    assert demo.base_overrides(False, 1100) == ["optim.max_steps=1100", "logging.save_every=550"]
+    quick = demo.base_overrides(True, 7)
+    assert quick[: len(demo.QUICK_BASE)] == demo.QUICK_BASE and quick[-2:] == [
+        "optim.max_steps=7",
+        "logging.save_every=7",
+    ]
+    with pytest.raises(ConfigError, match="--base-steps must be at least 1, got 0"):
+        demo.base_overrides(False, 0)
+
+
+def test_a_comment_in_the_base_config_keeps_the_cached_base(tmp_path, monkeypatch):
+    from mmgpt import demo
+
+    key = demo.base_cache_key(0, False)
+    text = (demo.CONFIG_DIR / "synthetic_base.yaml").read_text()
+    monkeypatch.setattr(demo, "CONFIG_DIR", tmp_path)
+    (tmp_path / "synthetic_base.yaml").write_text("# a new note on the recipe\n" + text)
+    assert demo.base_cache_key(0, False) == key
+    (tmp_path / "synthetic_base.yaml").write_text(text.replace("max_steps: 550", "max_steps: 551"))
     assert demo.base_cache_key(0, False) != key

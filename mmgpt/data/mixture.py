@@ -197,6 +197,12 @@ def sample_length(sample: Sample) -> int:
     return text + 64 * sample.conversation.num_images
 
 
+def stream_batch_sizes(batch_size: int, language_batch_size: int | None = None) -> tuple[int, int]:
+    """(vision-language, language-only) samples per micro-step: `language_batch_size` defaults to `batch_size`,
+    as the paper draws one batch of each of the same size."""
+    return batch_size, language_batch_size or batch_size
+
+
 def build_joint_stream(
     config: DataConfig,
     tokenizer: Any,
@@ -235,7 +241,7 @@ def build_joint_stream(
             SampleStream(
                 samples,
                 builder,
-                batch_size if offset == 0 else language_batch_size or batch_size,
+                stream_batch_sizes(batch_size, language_batch_size)[offset],
                 seed + offset,
                 rank,
                 world_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,40 @@ def tiny_config(
         xattn_dim_head=xattn_dim_head,
         gate_init=gate_init,
     )
+
+
+def check_tiny_options(options: dict[str, Any]) -> None:
+    """Check the keyword options of `tiny_config` (a config's `model.tiny` mapping) before anything is built:
+    known names, whole numbers >= 1 for sizes, numbers for floats, and widths that split into their heads and
+    images into their patches. Raises ValueError naming the option."""
+    params = {
+        name: p.default
+        for name, p in inspect.signature(tiny_config).parameters.items()
+        if p.kind == p.KEYWORD_ONLY
+    }
+    for name, value in options.items():
+        if name not in params:
+            raise ValueError(f"unknown option {name!r} (known: {', '.join(params)})")
+        default = params[name]
+        if isinstance(default, str):
+            ok, wanted = isinstance(value, str), "a string"
+        elif isinstance(default, int):
+            ok, wanted = (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                "a whole number >= 1",
+            )
+        else:
+            ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        if not ok:
+            raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    merged = {**params, **options}
+    for width, parts in (
+        ("hidden_size", "num_heads"),
+        ("vision_width", "vision_heads"),
+        ("image_size", "patch_size"),
+    ):
+        if merged[width] % merged[parts]:
+            raise ValueError(f"{width}={merged[width]} is not divisible by {parts}={merged[parts]}")
 
 
 def load_vision_tower(path: str | Path) -> CLIPVisionModel:

@@ -219,6 +219,13 @@ class TrainConfig:
             raise ConfigError(
                 "model: set exactly one of model.path, model.lang_model (+ vision_encoder), model.tiny"
             )
+        if self.model.tiny is not None:
+            from mmgpt.model.builder import check_tiny_options
+
+            try:
+                check_tiny_options(self.model.tiny)
+            except ValueError as err:
+                raise ConfigError(f"model.tiny: {err}") from err
         if self.model.lang_model and not self.model.vision_encoder:
             raise ConfigError("model.vision_encoder is required with model.lang_model")
         if self.stage == "instruct" and not self.data.config:

@@ -255,7 +255,7 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
 
 def _run_training(config: TrainConfig, resume: bool) -> Path:
     from mmgpt.data.config import load_data_config
-    from mmgpt.data.mixture import build_joint_stream
+    from mmgpt.data.mixture import build_joint_stream, stream_batch_sizes
     from mmgpt.train import sharding, zero
     from mmgpt.train.metrics import MetricsWriter, Trackers, plot_losses
     from mmgpt.train.pretrain_data import build_pretrain_stream
@@ -309,8 +309,7 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
     if rank == 0:
         config.save(run_dir / "config.yaml")
 
-    batch = config.data.batch_size
-    language_batch = config.data.language_batch_size or batch
+    batch, language_batch = stream_batch_sizes(config.data.batch_size, config.data.language_batch_size)
     if config.stage == "instruct":
         data_config = load_data_config(config.data.config)
         data_config.image_size = model.config.image_size
@@ -338,7 +337,7 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
             rank,
             world_size,
             group_by_length=config.data.group_by_length,
-            text_batch_size=language_batch,
+            language_batch_size=language_batch,
         )
     # an epoch is a pass over the stream that takes the most steps to go through once
     passes = [

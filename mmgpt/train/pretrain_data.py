@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgpt.data.dataset import Example, load_image
-from mmgpt.data.mixture import JointStream, SampleStream
+from mmgpt.data.mixture import JointStream, SampleStream, stream_batch_sizes
 from mmgpt.data.sources.common import Skips, iter_jsonl
 from mmgpt.data.templates import IGNORE_INDEX
 from mmgpt.errors import DataError
@@ -89,14 +89,15 @@ def build_pretrain_stream(
     rank: int = 0,
     world_size: int = 1,
     group_by_length: bool = False,
-    text_batch_size: int | None = None,
+    language_batch_size: int | None = None,
 ) -> JointStream:
     """(interleaved batch, text batch) per micro-step, like the instruction stream; `group_by_length` batches
     interleaved lines of similar length together (by characters, 64 per image; text batches stay plain).
-    Text batches hold `text_batch_size` lines (default `batch_size`)."""
+    Text batches hold `language_batch_size` lines (default `batch_size`), the instruction stream's name for
+    its language-only batch."""
     streams = []
     for offset, name in enumerate(("interleaved.jsonl", "text.jsonl")):
-        size = batch_size if offset == 0 else text_batch_size or batch_size
+        size = stream_batch_sizes(batch_size, language_batch_size)[offset]
         items = read_corpus(world / "pretrain" / name)
         builder = PretrainBuilder(tokenizer, image_processor, world, max_length)
         grouped = group_by_length and name == "interleaved.jsonl"

@@ -1,5 +1,6 @@
 """The shipped training configs parse and validate; overrides merge into them or replace their values."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,26 @@ def test_dotted_override_merges_and_whole_mapping_replaces(tmp_path):
     assert replaced.model.tiny == {"hidden_size": 48, "num_layers": 2}
     replaced.save(tmp_path / "config.yaml")  # a mapping given whole is saved as a plain mapping
     assert load_train_config(tmp_path / "config.yaml").model.tiny == replaced.model.tiny
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.tiny.num_latents=abc", "num_latents must be a whole number >= 1, got 'abc'"),
+        ("model.tiny.num_layers=0", "num_layers must be a whole number >= 1, got 0"),
+        ("model.tiny.gate_init=open", "gate_init must be a number"),
+        ("model.tiny.num_latent=64", "unknown option 'num_latent'"),
+        ("model.tiny.hidden_size=250", "hidden_size=250 is not divisible by num_heads=4"),
+        ("model.tiny.patch_size=7", "image_size=64 is not divisible by patch_size=7"),
+    ],
+)
+def test_bad_tiny_model_options_fail_at_load(override, message):
+    # caught when the config loads, naming the option, not as a traceback from inside model construction
+    from mmgpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.tiny: " + re.escape(message)):
+        load_train_config(CONFIGS / "synthetic_base.yaml", [override])
+    assert (
+        load_train_config(CONFIGS / "synthetic_base.yaml", ["model.tiny.gate_init=0"]).model.tiny["gate_init"]
+        == 0
+    )
