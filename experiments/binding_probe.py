@@ -27,15 +27,17 @@ sys.path.insert(0, str(ROOT))
 
 def image_tokens(model, images: list, batch: int = 64):
     """{"patch tokens": (N, patches, vision width), "perceiver latents": (N, latents, vision width)} as float32,
-    for a list of N PIL images; the tower's tokens are taken as `Flamingo.encode_vision` takes them."""
+    for a list of N PIL images: `Flamingo.encode_vision`'s two steps, each kept."""
     import torch
+
+    from mmgpt.model.flamingo import patch_tokens
 
     tower_dtype = next(model.vision_encoder.parameters()).dtype
     patches, latents = [], []
     with torch.no_grad():
         for start in range(0, len(images), batch):
             pixels = model.image_processor.batch(images[start : start + batch])
-            hidden = model.vision_encoder(pixel_values=pixels.to(tower_dtype)).last_hidden_state[:, 1:]
+            hidden = patch_tokens(model.vision_encoder, pixels.to(tower_dtype))
             patches.append(hidden.float())
             latents.append(model.perceiver(hidden[:, None, None].to(model.dtype))[:, 0].float())
     return {"patch tokens": torch.cat(patches), "perceiver latents": torch.cat(latents)}
@@ -99,18 +101,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from count_probe import load_probed_model
+    from count_probe import load_probed_model, open_world
 
     from mmgpt.data.dataset import load_image
     from mmgpt.synth.scene import Scene
     from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
-    from mmgpt.synth.world import WorldManifest
 
-    world = Path(args.world)
-    if not (world / "world.json").exists():
-        sys.exit(f"{world}: no synthetic world there; run `mmgpt demo` first or pass --world")
+    world, manifest = open_world(args.world)
     model_dir, model = load_probed_model(args.model)
-    manifest = WorldManifest.load(world)
     train = [Scene.from_dict(s) for s in manifest.scenes if s["split"] == "train"][: args.train_images]
     heldout = [Scene.from_dict(s) for s in manifest.scenes if s["split"] == "heldout"][: args.limit]
     scenes = train + heldout

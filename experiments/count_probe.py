@@ -169,6 +169,16 @@ def print_binding(model, images: dict, scenes: list) -> None:
             )
 
 
+def open_world(path: str):
+    """(directory, `WorldManifest`) of the synthetic world at `path`; exits with a message when there is none."""
+    from mmgpt.synth.world import WorldManifest
+
+    world = Path(path)
+    if not (world / "world.json").exists():
+        sys.exit(f"{world}: no synthetic world there; run `mmgpt demo` first or pass --world")
+    return world, WorldManifest.load(world)
+
+
 def load_probed_model(model: str | None, seed: int = 0):
     """(directory, model in eval mode) of `model`, or of the demo's cached base for world `seed` when None;
     exits with a message when there is no model there."""
@@ -193,13 +203,10 @@ def main() -> None:
 
     from mmgpt.data.dataset import load_image
     from mmgpt.synth.scene import MAX_SHAPES, Scene
-    from mmgpt.synth.world import WorldManifest
 
-    world = Path(args.world)
-    if not (world / "world.json").exists():
-        sys.exit(f"{world}: no synthetic world there; run `mmgpt demo` first or pass --world")
+    world, manifest = open_world(args.world)
     model_dir, model = load_probed_model(args.model)
-    heldout = [s for s in WorldManifest.load(world).scenes if s["split"] == "heldout"][: args.limit]
+    heldout = [s for s in manifest.scenes if s["split"] == "heldout"][: args.limit]
     scenes = [Scene.from_dict(s) for s in heldout]
     images = {s["image_id"]: load_image(world / s["paths"][0]) for s in heldout}
 

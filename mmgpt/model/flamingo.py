@@ -31,6 +31,12 @@ from mmgpt.model.token_packing import (
 logger = logging.getLogger(__name__)
 
 
+def patch_tokens(vision_encoder: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """What the perceiver reads: pixels (B, 3, H, W) -> the CLIP tower's last-block patch tokens (B, N, D), without
+    CLS and before the final LayerNorm, as the released models saw them."""
+    return vision_encoder(pixel_values=pixels).last_hidden_state[:, 1:]
+
+
 class FlamingoLayer(nn.Module):
     """A decoder layer preceded (when present) by a gated cross-attention block.
 
@@ -184,7 +190,7 @@ class Flamingo(nn.Module):
         tower_dtype = next(self.vision_encoder.parameters()).dtype
         trainable = any(p.requires_grad for p in self.vision_encoder.parameters())
         with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
-            hidden = self.vision_encoder(pixel_values=pixels.to(tower_dtype)).last_hidden_state[:, 1:]
+            hidden = patch_tokens(self.vision_encoder, pixels.to(tower_dtype))
         features = hidden.reshape(b, t, f, *hidden.shape[1:])
         return self.perceiver(features.to(self.dtype))
 

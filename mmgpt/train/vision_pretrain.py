@@ -23,6 +23,7 @@ from torch import nn
 
 from mmgpt.data.dataset import load_image
 from mmgpt.errors import DataError
+from mmgpt.model.flamingo import patch_tokens
 from mmgpt.synth.scene import Scene
 from mmgpt.synth.scene_labels import NUM_COLOURS, NUM_COUNTS, NUM_KINDS, NUM_WORDS, scene_labels
 from mmgpt.synth.world import WorldManifest
@@ -109,11 +110,6 @@ def load_scene_set(world: Path, split: str, image_processor: Any, grid: int) -> 
     return SceneSet(torch.stack(pixels), targets)
 
 
-def _patch_features(vision_encoder: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-    """The features the perceiver reads: last block's patch tokens, CLS dropped (B, N, D)."""
-    return vision_encoder(pixel_values=pixels).last_hidden_state[:, 1:]
-
-
 def parsing_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sum over the five targets of the mean cross-entropy (per patch for the patch targets)."""
     return sum(F.cross_entropy(logits[k].float().flatten(0, -2), targets[k].flatten()) for k in TARGETS)
@@ -132,7 +128,7 @@ def parsing_accuracy(
     totals = {k: 0 for k in TARGETS}
     for start in range(0, len(scenes), batch_size):
         pixels, targets = scenes.take(torch.arange(start, min(start + batch_size, len(scenes))), device)
-        logits = head(_patch_features(vision_encoder, pixels))
+        logits = head(patch_tokens(vision_encoder, pixels))
         for k in TARGETS:
             pred, true = logits[k].argmax(-1), targets[k]
             keep = true > 0 if k in ("colour", "kind", "centre") else torch.ones_like(true, dtype=torch.bool)
@@ -201,7 +197,7 @@ def _train(
             torch.randint(0, len(train), (settings.batch_size,), generator=generator), device
         )
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = parsing_loss(head(_patch_features(vision_encoder, pixels)), targets)
+            loss = parsing_loss(head(patch_tokens(vision_encoder, pixels)), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
