@@ -48,6 +48,12 @@ QUICK_TUNE_STEPS = 20
 # restate it) and a longer tuning run than the tuning config's 250 steps.
 FULL_BASE_STEPS = 550
 FULL_TUNE_STEPS = 400
+# Both models are evaluated in bf16, the precision both stages train in (bf16 autocast): on this 2-core CPU the
+# tuned model answered the 2027 held-out items in 22-24 s instead of 34.5 s, the base in 31-36 s instead of
+# 46-51 s, with every metric within 0.014 of fp32's. Batches of 64 left the metrics unchanged.
+EVAL_DTYPE = "bfloat16"
+EVAL_BATCH_SIZE = 64
+EVAL_MAX_NEW_TOKENS = 48
 
 
 def base_overrides(quick: bool = False, steps: int | None = None) -> list[str]:
@@ -265,12 +271,11 @@ def run_demo(
     t = _stage("4/5 evaluating tuned vs base vs blind baselines on held-out images")
     heldout = world / "eval" / "heldout.jsonl"
     limit = eval_limit if eval_limit is not None else (4 if quick else None)
-    tuned = load_model(final, merge_adapters=True)
-    tuned_metrics, records = evaluate_heldout(
-        tuned, heldout, limit, batch_size=32, max_new_tokens=48, progress=False
-    )
-    base = load_model(base_dir)
-    base_metrics, _ = evaluate_heldout(base, heldout, limit, batch_size=32, max_new_tokens=48, progress=False)
+    settings = {"batch_size": EVAL_BATCH_SIZE, "max_new_tokens": EVAL_MAX_NEW_TOKENS, "progress": False}
+    tuned = load_model(final, dtype=EVAL_DTYPE, merge_adapters=True)
+    tuned_metrics, records = evaluate_heldout(tuned, heldout, limit, **settings)
+    base = load_model(base_dir, dtype=EVAL_DTYPE)
+    base_metrics, _ = evaluate_heldout(base, heldout, limit, **settings)
     heldout_items = load_heldout(heldout, limit)
     chance_metrics = chance(heldout_items)
     prior_metrics = most_frequent(heldout_items)

@@ -86,11 +86,18 @@ def test_quick_demo(tmp_path, capsys):
         r"^(.+?\.)(?: \(pretraining's\))?\s+(trained|held out)\s+([\d.]+)\s+([\d.]+)$", out, re.M
     )
     assert len(rows) == 8 and all(0 <= float(v) <= 1 for row in rows for v in row[2:]), out
+    # the precision benchmark times and scores the demo's evaluation in fp32 and bf16
+    heldout = demo / "world" / "eval" / "heldout.jsonl"
+    out = _run_experiment(
+        "eval_precision.py", "--model", demo / "model", "--data", heldout, "--limit", "2", folder="bench"
+    )
+    assert re.search(r"16 items, float32 [\d.]+ s, bfloat16 [\d.]+ s", out), out
+    assert len(re.findall(r"^  (counting_acc|language_acc)\s+[\d.]+\s+[\d.]+", out, re.M)) == 2, out
 
 
-def _run_experiment(script: str, *args) -> str:
-    """Run experiments/`script` with `args` in a fresh interpreter; returns its stdout (fails on an error)."""
-    path = Path(__file__).resolve().parents[1] / "experiments" / script
+def _run_experiment(script: str, *args, folder: str = "experiments") -> str:
+    """Run `folder`/`script` with `args` in a fresh interpreter; returns its stdout (fails on an error)."""
+    path = Path(__file__).resolve().parents[1] / folder / script
     run = subprocess.run(
         [sys.executable, str(path), *map(str, args)], capture_output=True, text=True, timeout=300
     )

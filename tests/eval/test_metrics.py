@@ -106,7 +106,8 @@ def test_most_frequent_answers_the_commonest_answer_of_each_kind():
     assert metrics["language_acc"] == 0.0  # no items of the kind
 
 
-def test_eval_cli_on_a_tiny_model(make_tiny_model, tmp_path, capsys):
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_eval_cli_on_a_tiny_model(make_tiny_model, tmp_path, capsys, dtype):
     from mmgpt.cli import main
     from mmgpt.synth import generate_world
 
@@ -127,10 +128,12 @@ def test_eval_cli_on_a_tiny_model(make_tiny_model, tmp_path, capsys):
             "--out",
             str(tmp_path / "r.json"),
             "--with-chance",
+            *(["--dtype", dtype] if dtype else []),
         ]
     )
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
+    assert report["dtype"] == (dtype or "float32")  # the precision the replies were computed in
     assert set(report["metrics"]) == {
         "counting_acc",
         "color_acc",
