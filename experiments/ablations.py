@@ -52,9 +52,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     args = parser.parse_args()
 
-    from mmgpt.demo import base_dir_for, train_in_fresh_process, tuning_overrides
-    from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
-    from mmgpt.model.checkpoints import load_model
+    from mmgpt.demo import base_dir_for, evaluate_model_dir, train_in_fresh_process, tuning_overrides
+    from mmgpt.eval.runner import chance, load_heldout, most_frequent
     from mmgpt.synth.world import WorldManifest
 
     demo = Path(args.demo_dir)
@@ -94,18 +93,10 @@ def main() -> None:
         elif not (run / "model" / "config.json").exists() or _read(run / "ablation_key.json") != key:
             train_in_fresh_process(TUNE_CONFIG, overrides, resume=False)
             (run / "ablation_key.json").write_text(key)
-        metrics, _ = evaluate_heldout(
-            load_model(run / "model", merge_adapters=True),
-            heldout,
-            args.eval_limit,
-            batch_size=32,
-            progress=False,
-        )
+        metrics, _, _ = evaluate_model_dir(run / "model", heldout, args.eval_limit)
         results[name] = metrics
         print(f"{name}: {metrics} ({time.perf_counter() - start:.0f} s)", flush=True)
-    results["untuned base + template"], _ = evaluate_heldout(
-        load_model(base_dir), heldout, args.eval_limit, batch_size=32, progress=False
-    )
+    results["untuned base + template"], _, _ = evaluate_model_dir(base_dir, heldout, args.eval_limit)
     items = load_heldout(heldout, args.eval_limit)
     results["chance"] = chance(items)
     results[MOST_FREQUENT] = most_frequent(items)

@@ -30,6 +30,7 @@ QUICK_BASE = [
     "optim.max_steps=40",
     "optim.warmup_steps=5",
     "data.batch_size=8",
+    "data.language_batch_size=16",
     "logging.save_every=40",
     "model.tiny.hidden_size=64",
     "model.tiny.num_layers=2",
@@ -54,6 +55,22 @@ FULL_TUNE_STEPS = 400
 EVAL_DTYPE = "bfloat16"
 EVAL_BATCH_SIZE = 64
 EVAL_MAX_NEW_TOKENS = 48
+
+
+def evaluate_model_dir(
+    model_dir: Path, heldout: Path, limit: int | None = None
+) -> tuple[dict[str, float], list[dict], Any]:
+    """Load a model directory (LoRA adapters folded in) and evaluate it on a held-out jsonl file the way the demo
+    does (EVAL_DTYPE, EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, greedy); `limit` items per kind. Returns the metrics,
+    the per-item records and the loaded model."""
+    from mmgpt.eval.runner import evaluate_heldout
+    from mmgpt.model.checkpoints import load_model
+
+    model = load_model(model_dir, dtype=EVAL_DTYPE, merge_adapters=True)
+    metrics, records = evaluate_heldout(
+        model, heldout, limit, EVAL_BATCH_SIZE, EVAL_MAX_NEW_TOKENS, progress=False
+    )
+    return metrics, records, model
 
 
 def base_overrides(quick: bool = False, steps: int | None = None) -> list[str]:
@@ -214,8 +231,7 @@ def run_demo(
     The base is cached across runs (and output directories) under `cache_dir`, keyed by `base_cache_key`:
     the synthetic world is a pure function of (seed, scale), so the same key means the same base.
     """
-    from mmgpt.eval.runner import chance, evaluate_heldout, load_heldout, most_frequent
-    from mmgpt.model.checkpoints import load_model
+    from mmgpt.eval.runner import chance, load_heldout, most_frequent
     from mmgpt.synth import generate_world
 
     tuning = tuning_overrides(quick, tune_steps)  # validated before any work
@@ -271,11 +287,8 @@ def run_demo(
     t = _stage("4/5 evaluating tuned vs base vs blind baselines on held-out images")
     heldout = world / "eval" / "heldout.jsonl"
     limit = eval_limit if eval_limit is not None else (4 if quick else None)
-    settings = {"batch_size": EVAL_BATCH_SIZE, "max_new_tokens": EVAL_MAX_NEW_TOKENS, "progress": False}
-    tuned = load_model(final, dtype=EVAL_DTYPE, merge_adapters=True)
-    tuned_metrics, records = evaluate_heldout(tuned, heldout, limit, **settings)
-    base = load_model(base_dir, dtype=EVAL_DTYPE)
-    base_metrics, _ = evaluate_heldout(base, heldout, limit, **settings)
+    tuned_metrics, records, tuned = evaluate_model_dir(final, heldout, limit)
+    base_metrics, _, _ = evaluate_model_dir(base_dir, heldout, limit)
     heldout_items = load_heldout(heldout, limit)
     chance_metrics = chance(heldout_items)
     prior_metrics = most_frequent(heldout_items)
