@@ -30,7 +30,6 @@ QUICK_BASE = [
     "optim.max_steps=40",
     "optim.warmup_steps=5",
     "data.batch_size=8",
-    "data.language_batch_size=16",
     "logging.save_every=40",
     "model.tiny.hidden_size=64",
     "model.tiny.num_layers=2",
