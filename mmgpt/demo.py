@@ -183,8 +183,11 @@ def _stage(name: str) -> float:
     return time.perf_counter()
 
 
-def _done(start: float) -> None:
-    print(f"   done in {time.perf_counter() - start:.0f} s", flush=True)
+def _done(start: float) -> float:
+    """Print and return the seconds since `start`."""
+    seconds = time.perf_counter() - start
+    print(f"   done in {seconds:.0f} s", flush=True)
+    return round(seconds, 1)
 
 
 # Bumped whenever the training code changes what the same config produces (2: eager attention on CPU in bf16),
@@ -231,11 +234,13 @@ def run_demo(
     the synthetic world is a pure function of (seed, scale), so the same key means the same base.
     """
     from mmgpt.eval.runner import chance, load_heldout, most_frequent
+    from mmgpt.provenance import environment, fingerprint
     from mmgpt.synth import generate_world
 
     tuning = tuning_overrides(quick, tune_steps)  # validated before any work
     pretraining = base_overrides(quick, base_steps)
     begin = time.perf_counter()
+    stages: dict[str, float] = {}
     out.mkdir(parents=True, exist_ok=True)
     scale = world_scale(quick)
     world = out / "world"
@@ -246,7 +251,7 @@ def run_demo(
         generate_world(world, seed=seed, scale=scale, progress=False)
     else:
         print("   reusing the existing world", flush=True)
-    _done(t)
+    stages["world"] = _done(t)
 
     cache = base_dir_for(seed, quick, cache_dir, base_steps)
     t = _stage(f"2/5 pretraining the base model: vision tower, then the whole Flamingo (cached in {cache})")
@@ -264,7 +269,7 @@ def run_demo(
             + ", ".join(f"{name} {value:.2f}" for name, value in scores.items()),
             flush=True,
         )
-    _done(t)
+    stages["pretraining"] = _done(t)
 
     t = _stage("3/5 instruction tuning: frozen base + LoRA, joint vision-language and language-only batches")
     tune_dir = out / "tune"
@@ -281,7 +286,7 @@ def run_demo(
     if final.exists():
         shutil.rmtree(final)
     shutil.copytree(tuned_dir, final)
-    _done(t)
+    stages["tuning"] = _done(t)
 
     t = _stage("4/5 evaluating tuned vs base vs blind baselines on held-out images")
     heldout = world / "eval" / "heldout.jsonl"
@@ -291,11 +296,11 @@ def run_demo(
     heldout_items = load_heldout(heldout, limit)
     chance_metrics = chance(heldout_items)
     prior_metrics = most_frequent(heldout_items)
-    _done(t)
+    stages["evaluation"] = _done(t)
 
     t = _stage("5/5 a conversation about a held-out image")
     transcript = _transcript(tuned, heldout)
-    _done(t)
+    stages["conversation"] = _done(t)
 
     results = {
         "seconds": round(time.perf_counter() - begin, 1),
@@ -303,10 +308,21 @@ def run_demo(
         "base": base_metrics,
         "chance": chance_metrics,
         "most_frequent": prior_metrics,
+        "stages": stages,
+        # the base's weights depend on the CPU's kernels and library versions, not only on the seed and config
+        "environment": environment(),
+        "fingerprints": {
+            name: fingerprint(d) for name, d in (("world", world), ("base", base_dir), ("tuned", final))
+        },
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "eval_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     print("\n" + format_results(results))
+    env, prints = results["environment"], results["fingerprints"]
+    print(
+        f"fingerprints: world {prints['world']}, base {prints['base']} (torch {env['packages']['torch']}, "
+        f"{env['cpu_capability']} kernels); a table differs from another run's when these do"
+    )
     print("\n" + transcript)
     print(
         f"\nresults: {out / 'results.json'}; model: {final} (try: mmgpt chat --model {final} --image "
