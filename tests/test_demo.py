@@ -31,7 +31,9 @@ def test_quick_demo(tmp_path, capsys):
         "fingerprints",
     }
     assert list(results["stages"]) == ["world", "pretraining", "tuning", "evaluation", "conversation"]
-    assert sum(results["stages"].values()) <= results["seconds"]
+    # Each stage and the total are rounded to 0.1 s on their own, so the sum may exceed the total by 0.05 a term.
+    rounding = 0.05 * (len(results["stages"]) + 1)
+    assert sum(results["stages"].values()) <= results["seconds"] + rounding
     assert results["environment"]["packages"]["torch"] == importlib.metadata.version("torch")
     for key in (
         "counting_acc",
