@@ -42,21 +42,32 @@ def statement(n: int, noun: str) -> str:
 def sentence_logprobs(model, image, texts: list[str]):
     """Sum of token log-probabilities (len(texts),) of each text after `<image>`, all with the same image, or of
     the texts alone when `image` is None."""
-    import torch
-
     tok = model.tokenizer
     prefix = "" if image is None else "<image>"
-    ids = [tok(prefix + t, add_special_tokens=True).input_ids for t in texts]
-    width = max(map(len, ids))
-    batch = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in ids])
-    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+    return scored_logprobs(
+        model, image, [tok(prefix + t, add_special_tokens=True).input_ids for t in texts], 1
+    )
+
+
+def scored_logprobs(model, image, rows: list[list[int]], start: int):
+    """Sum of the log-probabilities (len(rows),) of each row's tokens from position `start` on, given the tokens
+    before them; every row sees the same image (a PIL image), or none when `image` is None."""
+    import torch
+
+    pad = model.tokenizer.pad_token_id
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    scored = torch.zeros_like(mask)
+    for i, r in enumerate(rows):
+        scored[i, start : len(r)] = 1
     pixels = None
     if image is not None:
-        pixels = model.image_processor.batch([image])[None, :, None].expand(len(texts), -1, -1, -1, -1, -1)
+        pixels = model.image_processor.batch([image])[None, :, None].expand(len(rows), -1, -1, -1, -1, -1)
     with torch.no_grad():
-        logits = model(pixels, batch, attention_mask=mask).logits
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, batch[:, 1:, None])[..., 0]
-    return (logprobs * mask[:, 1:]).sum(dim=1)
+        logits = model(pixels, ids, attention_mask=mask).logits
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+    return (logprobs * scored[:, 1:]).sum(dim=1)
 
 
 ATTRIBUTES = ("colour", "kind")

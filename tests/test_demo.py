@@ -91,6 +91,21 @@ def test_quick_demo(tmp_path, capsys):
     assert "counting questions naming a colour" in out
     binding = re.findall(r"^(?:colour|kind) of a named shape\s+\d+((?:\s+[\d.]+){4})$", out, re.M)
     assert "binding probe" in out and all(0 <= float(v) <= 1 for row in binding for v in row.split()), out
+    # the referent probe scores the reference answers' named colour or kind against the others
+    out = _run_experiment(
+        "referent_probe.py", *("--model", demo / "model", "--world", demo / "world", "--limit", "40")
+    )
+    rows = re.findall(
+        r"^(colour|kind), (blank image|no image|image [a-z ]+?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out, re.M
+    )
+    assert {"blank image", "no image"} <= {row[1] for row in rows}, out
+    copying = re.findall(
+        r"^(a kind said twice|a kind after a question|a colour after a question)\s+([\d.]+)\s+([\d.]+)$",
+        out,
+        re.M,
+    )
+    assert len(copying) == 3 and all(0 <= float(v) <= 1 for row in copying for v in row[1:]), out
+    assert all(int(row[2]) > 0 and 0 <= float(row[3]) <= 1 for row in rows), out
     # the binding probe fits its readers on the image features of the demo's base and scores them
     base = next((tmp_path / "cache").glob("base-*/model"))
     out = _run_experiment(

@@ -1,0 +1,74 @@
+"""The referent probe's question selection (experiments/referent_probe.py), on hand-made held-out items."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    sys.path.insert(0, str(EXPERIMENTS))  # the probe imports its sibling count_probe
+    try:
+        spec = importlib.util.spec_from_file_location("referent_probe", EXPERIMENTS / "referent_probe.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclass resolves annotations through the module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    return module
+
+
+def _item(kind: str, question: str, reference: str, history: list | None = None) -> dict:
+    return {
+        "kind": kind,
+        "question": question,
+        "reference": reference,
+        "history": history or [],
+        "image": "x.jpg",
+    }
+
+
+def test_each_named_colour_or_kind_gives_one_probe_cut_after_its_repetition(probe):
+    items = [
+        _item("color", "What colour is the star?", "The star is purple."),
+        _item("counting", "How many yellow triangles are there?", "The number of yellow triangles is 2."),
+        # names neither a colour nor a kind
+        _item("counting", "How many shapes can you see?", "There are 3 shapes in the picture."),
+        # a later round: its question leans on the history, so it is left out
+        _item("color", "What colour is the circle?", "The circle is red.", history=[["q", "a"]]),
+        # the reference does not repeat the named kind
+        _item("color", "What colour is the circle?", "It is red."),
+        # another kind of item
+        _item("ocr", "What word is written on the star?", "The word is fox."),
+    ]
+    probes = probe.build_probes(items)
+    assert [(p.item["question"], p.attribute, p.value) for p in probes] == [
+        ("What colour is the star?", "kind", "star"),
+        ("How many yellow triangles are there?", "colour", "yellow"),
+        ("How many yellow triangles are there?", "kind", "triangle"),
+    ]
+    star, yellow, triangle = probes
+    assert star.prefixes == ["The circle", "The square", "The triangle", "The diamond", "The star"]
+    assert star.prefixes[star.asked] == "The star"
+    assert yellow.prefixes[yellow.asked] == "The number of yellow"
+    assert len(yellow.prefixes) == 6 and "The number of red" in yellow.prefixes
+    # a plural in the reference is replaced by plurals
+    assert triangle.prefixes[triangle.asked] == "The number of yellow triangles"
+    assert (
+        "The number of yellow circles" in triangle.prefixes
+        and "The number of yellow circle" not in triangle.prefixes
+    )
+
+
+def test_conditions_tell_the_image_holding_others_from_the_rest(probe):
+    assert probe.condition_of("blank", "star", {"star"}) == "blank image"
+    assert probe.condition_of("none", "star", {"star", "circle"}) == "no image"
+    assert probe.condition_of("image", "star", {"star"}) == "image with it alone"
+    assert probe.condition_of("image", "star", {"star", "circle"}) == "image with it and others"
+    assert probe.condition_of("image", "star", {"circle"}) == "image without it"
