@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from count_probe import named, scored_logprobs  # noqa: E402  (experiments/ is not a package)
+from count_probe import load_probed_model, named, open_world, scored_logprobs  # noqa: E402  (not a package)
 
 BLANK_GREY = (200, 200, 200)
 
@@ -93,15 +93,15 @@ def candidate_logprobs(model, image, prompt_ids: list[int], continuations: list[
     return scored_logprobs(model, image, rows, len(prompt_ids))
 
 
-def image_holds(world: Path) -> dict[str, dict[str, set[str]]]:
-    """Per held-out image path (relative to `world`), the colours and kinds its shapes have."""
-    manifest = json.loads((world / "world.json").read_text())
+def image_holds(manifest) -> dict[str, dict[str, set[str]]]:
+    """Per held-out image path (relative to the world), the colours and kinds its shapes have, from the world's
+    `WorldManifest`."""
     return {
         scene["paths"][0]: {
             "colour": {x["colour"] for x in scene["shapes"]},
             "kind": {x["kind"] for x in scene["shapes"]},
         }
-        for scene in manifest["scenes"]
+        for scene in manifest.scenes
         if scene["split"] == "heldout"
     }
 
@@ -109,14 +109,16 @@ def image_holds(world: Path) -> dict[str, dict[str, set[str]]]:
 def condition_of(shown: str, asked: str, holds: set[str]) -> str:
     """The row a probe counts in: the blank image, or the real one split by whether it holds the asked value
     beside others (the telling case), only the asked value, or not the asked value."""
-    if shown in ("blank", "none"):
-        return "blank image" if shown == "blank" else "no image"
+    if shown == "blank":
+        return "blank image"
+    if shown == "none":
+        return "no image"
     if asked not in holds:
         return "image without it"
     return "image with it and others" if len(holds) > 1 else "image with it alone"
 
 
-def run(model, world: Path, probes: list[Probe]) -> dict[str, dict[str, float]]:
+def run(model, world: Path, manifest, probes: list[Probe]) -> dict[str, dict[str, float]]:
     """Per attribute and condition (`condition_of`): probes, the share ranking the asked word first, uniform
     guessing's share, and (where the image holds the asked value) the share of guessing among the image's."""
     from PIL import Image
@@ -125,15 +127,19 @@ def run(model, world: Path, probes: list[Probe]) -> dict[str, dict[str, float]]:
     from mmgpt.data.dataset import load_image
     from mmgpt.data.templates import Conversation, Turn, encode_prompt
 
-    holds = image_holds(world)
+    holds = image_holds(manifest)
     tally: dict[str, dict[str, float]] = {}
     for probe in tqdm(probes, desc="probing", unit="question"):
         present = holds[probe.item["image"]][probe.attribute]
         image = load_image(world / probe.item["image"])
         blank = Image.new("RGB", image.size, BLANK_GREY)
+        # The image and blank conditions share one prompt; without an image the question is rendered without one.
+        prompts = [
+            encode_prompt(Conversation([Turn(user=probe.item["question"], num_images=n)]), model.tokenizer)
+            for n in (0, 1)
+        ]
         for condition, shown in (("image", image), ("blank", blank), ("none", None)):
-            turn = Turn(user=probe.item["question"], num_images=0 if shown is None else 1)
-            prompt = encode_prompt(Conversation([turn]), model.tokenizer)
+            prompt = prompts[shown is not None]
             scores = candidate_logprobs(model, shown, prompt, probe.prefixes)
             key = f"{probe.attribute}, {condition_of(condition, probe.value, present)}"
             row = tally.setdefault(key, {"probes": 0, "first": 0, "guess": 0, "among": 0})
@@ -195,18 +201,14 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the table here")
     args = parser.parse_args()
 
-    from mmgpt import load_model
-
-    world, model_dir = Path(args.world), Path(args.model)
+    world, manifest = open_world(args.world)
     heldout = world / "eval" / "heldout.jsonl"
     if not heldout.exists():
         sys.exit(f"{heldout}: no held-out items there; run `mmgpt demo` first or pass --world")
-    if not model_dir.exists():
-        sys.exit(f"{model_dir}: no model there; run `mmgpt demo` first or pass --model")
+    model_dir, model = load_probed_model(args.model)
     items = [json.loads(line) for line in heldout.read_text().splitlines() if line.strip()]
     items = [x for x in items if x["kind"] in ("counting", "color")][: args.limit]
-    model = load_model(model_dir, merge_adapters=True).eval()
-    table = run(model, world, build_probes(items))
+    table = run(model, world, manifest, build_probes(items))
     print(f"model {model_dir}")
     print(
         f"{'named in the question, image shown':<44}{'probes':>8}{'asked first':>13}{'guessing':>10}"

@@ -99,13 +99,13 @@ def test_quick_demo(tmp_path, capsys):
         r"^(colour|kind), (blank image|no image|image [a-z ]+?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out, re.M
     )
     assert {"blank image", "no image"} <= {row[1] for row in rows}, out
+    assert all(int(row[2]) > 0 and 0 <= float(row[3]) <= 1 for row in rows), out
     copying = re.findall(
         r"^(a kind said twice|a kind after a question|a colour after a question)\s+([\d.]+)\s+([\d.]+)$",
         out,
         re.M,
     )
     assert len(copying) == 3 and all(0 <= float(v) <= 1 for row in copying for v in row[1:]), out
-    assert all(int(row[2]) > 0 and 0 <= float(row[3]) <= 1 for row in rows), out
     # the binding probe fits its readers on the image features of the demo's base and scores them
     base = next((tmp_path / "cache").glob("base-*/model"))
     out = _run_experiment(
