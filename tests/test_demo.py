@@ -106,6 +106,15 @@ def test_quick_demo(tmp_path, capsys):
         re.M,
     )
     assert len(copying) == 3 and all(0 <= float(v) <= 1 for row in copying for v in row[1:]), out
+    # the attention probe compares the cross-attention of prompts naming different shapes, then binds with it
+    # made uniform
+    out = _run_experiment("attention_probe.py", *("--model", demo / "model", "--world", demo / "world"))
+    pairs = re.findall(r"^prompts naming a (kind|colour): (\d+) image pairs$", out, re.M)
+    cells = re.findall(r"^\s+\d+\s+\d+((?:\s+[\d.]+){4})$", out, re.M)
+    assert pairs and len(cells) > 0 and all(0 <= float(v) <= 1 for row in cells for v in row.split()), out
+    own, uniform = out.split("every cross-attention head uniform")
+    for part in (own, uniform):
+        assert re.search(r"^colour of a named shape\s+\d+(\s+[\d.]+){4}$", part, re.M), out
     # the binding probe fits its readers on the image features of the demo's base and scores them
     base = next((tmp_path / "cache").glob("base-*/model"))
     out = _run_experiment(
