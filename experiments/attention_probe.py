@@ -6,7 +6,9 @@ for two colours that occur once ("<image>The red shape is a"). Per cross-attenti
 word and at the last token, the probe reports
 - spread: the entropy of the attention over the image's latents divided by its maximum (1 = uniform);
 - difference: the total variation distance between the two prompts' attention (0 = the same weights whatever the
-  text names, 1 = none in common).
+  text names, 1 = none in common);
+- at the last token, the latent (numbered from 1) that most often gets the head's largest weight, the share of
+  images in which it does, and its mean weight: a head that reads the same latent of every image shows 1.00.
 A model that looks up the named shape attends differently for the two prompts; one that reads the image the same
 way for every word does not. Then it runs count_probe's binding probe twice: as the model is, and with every
 cross-attention query set to zero, which makes each head's weights uniform over the image's latents (each text
@@ -133,8 +135,13 @@ def attention_at(model, image, prompt: str, named: str):
 
 def lookup_table(model, images: dict, scenes: list) -> dict[str, dict[str, object]]:
     """{"kind"/"colour": {"pairs": n, "spread word", "spread last", "difference word", "difference last":
-    (layers, heads) means over the image pairs}} for the scenes with a pair of prompts of that attribute."""
+    (layers, heads) means over the image pairs, "top latent": (layers, heads) the latent that most often has the
+    largest weight at the last token, "top share": how often it has, "top weight": its mean weight there}} for the
+    scenes with a pair of prompts of that attribute (the top-latent columns from the first prompt of each pair)."""
+    import torch
+
     sums: dict[str, dict[str, object]] = {}
+    last_weights: dict[str, list] = {}
     for scene in scenes:
         for attribute, prompts in prompt_pairs(scene):
             (word_a, last_a), (word_b, last_b) = (
@@ -142,6 +149,7 @@ def lookup_table(model, images: dict, scenes: list) -> dict[str, dict[str, objec
             )
             row = sums.setdefault(attribute, {"pairs": 0})
             row["pairs"] += 1
+            last_weights.setdefault(attribute, []).append(last_a)
             for key, value in (
                 ("spread word", spread(word_a)),
                 ("spread last", spread(last_a)),
@@ -149,10 +157,17 @@ def lookup_table(model, images: dict, scenes: list) -> dict[str, dict[str, objec
                 ("difference last", difference(last_a, last_b)),
             ):
                 row[key] = row[key] + value if key in row else value
-    return {
-        attribute: {k: v if k == "pairs" else v / row["pairs"] for k, v in row.items()}
-        for attribute, row in sums.items()
-    }
+    table = {}
+    for attribute, row in sums.items():
+        table[attribute] = {k: v if k == "pairs" else v / row["pairs"] for k, v in row.items()}
+        weights = torch.stack(last_weights[attribute])  # (pairs, layers, heads, latents)
+        top = weights.argmax(dim=-1).mode(dim=0).values  # (layers, heads)
+        table[attribute]["top latent"] = top
+        table[attribute]["top share"] = (weights.argmax(dim=-1) == top).float().mean(dim=0)
+        table[attribute]["top weight"] = weights.gather(
+            -1, top[None, :, :, None].expand(len(weights), -1, -1, 1)
+        )[..., 0].mean(dim=0)
+    return table
 
 
 def print_lookup_table(table: dict[str, dict[str, object]]) -> None:
@@ -161,14 +176,23 @@ def print_lookup_table(table: dict[str, dict[str, object]]) -> None:
         print(f"\nprompts naming a {attribute}: {row['pairs']} image pairs")
         print(
             f"{'layer':>5}{'head':>5}{'spread at word':>16}{'at last':>9}{'difference at word':>20}{'at last':>9}"
+            f"{'top latent at last':>20}{'share':>7}{'weight':>8}"
         )
         layers, heads = row["spread word"].shape
         for layer in range(layers):
             for head in range(heads):
-                cells = [row[k][layer, head].item() for k in ("spread word", "spread last")]
-                cells += [row[k][layer, head].item() for k in ("difference word", "difference last")]
+                keys = (
+                    "spread word",
+                    "spread last",
+                    "difference word",
+                    "difference last",
+                    "top share",
+                    "top weight",
+                )
+                cells = [row[k][layer, head].item() for k in keys]
                 print(
                     f"{layer + 1:>5}{head + 1:>5}{cells[0]:>16.3f}{cells[1]:>9.3f}{cells[2]:>20.3f}{cells[3]:>9.3f}"
+                    f"{row['top latent'][layer, head].item() + 1:>20}{cells[4]:>7.2f}{cells[5]:>8.3f}"
                 )
 
 

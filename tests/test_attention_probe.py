@@ -95,3 +95,28 @@ def test_prompt_pairs_name_shapes_by_a_kind_or_colour_that_occurs_once(probe):
     assert dict(probe.prompt_pairs(scene)) == {
         "colour": [("The red shape is a", "The red"), ("The green shape is a", "The green")]
     }
+
+
+def test_lookup_table_of_a_model_with_uniform_attention(probe, make_tiny_model):
+    from mmgpt.synth.scene import Scene, Shape
+
+    model = make_tiny_model(cross_attn_every_n_layers=1, num_latents=4)
+    shapes = (
+        Shape("square", "red", "small", 10, 10, 8, "top-left"),
+        Shape("circle", "blue", "small", 30, 30, 8, "centre"),
+    )
+    scene = Scene(7, "heldout", 64, {}, shapes)
+    images = {7: Image.new("RGB", (40, 40), (30, 200, 30))}
+    table = probe.lookup_table(model, images, [scene])
+    assert set(table) == {"kind", "colour"} and table["kind"]["pairs"] == 1
+    layers = len(model.cross_attn_blocks())
+    for key in ("spread word", "difference last", "top share", "top weight"):
+        assert table["kind"][key].shape == (layers, 2)
+    # layer 1's last token has not seen the named word yet; one pair: its top latent is its own
+    assert table["kind"]["difference last"][0].abs().max() == 0
+    assert (table["kind"]["top share"] == 1).all()
+    with probe.uniform_cross_attention(model):
+        flat = probe.lookup_table(model, images, [scene])["colour"]
+    torch.testing.assert_close(flat["spread word"], torch.ones(layers, 2))
+    torch.testing.assert_close(flat["difference word"], torch.zeros(layers, 2))
+    torch.testing.assert_close(flat["top weight"], torch.full((layers, 2), 0.25))

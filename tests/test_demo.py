@@ -110,8 +110,9 @@ def test_quick_demo(tmp_path, capsys):
     # made uniform
     out = _run_experiment("attention_probe.py", *("--model", demo / "model", "--world", demo / "world"))
     pairs = re.findall(r"^prompts naming a (kind|colour): (\d+) image pairs$", out, re.M)
-    cells = re.findall(r"^\s+\d+\s+\d+((?:\s+[\d.]+){4})$", out, re.M)
-    assert pairs and len(cells) > 0 and all(0 <= float(v) <= 1 for row in cells for v in row.split()), out
+    cells = re.findall(r"^\s+\d+\s+\d+((?:\s+[\d.]+){4})\s+\d+((?:\s+[\d.]+){2})$", out, re.M)
+    assert pairs and cells, out
+    assert all(0 <= float(v) <= 1 for row in cells for part in row for v in part.split()), out
     own, uniform = out.split("every cross-attention head uniform")
     for part in (own, uniform):
         assert re.search(r"^colour of a named shape\s+\d+(\s+[\d.]+){4}$", part, re.M), out
