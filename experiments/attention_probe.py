@@ -21,7 +21,6 @@ The default model is the demo's cached base (run `mmgpt demo` first).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import sys
@@ -32,7 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from count_probe import load_probed_model, open_world, print_binding  # noqa: E402  (not a package)
+from count_probe import (  # noqa: E402  (not a package)
+    heldout_scenes,
+    image_probe_parser,
+    load_probed_model,
+    open_world,
+    print_binding,
+)
 
 
 @contextlib.contextmanager
@@ -197,20 +202,10 @@ def print_lookup_table(table: dict[str, dict[str, object]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model directory (default: the demo's cached base)")
-    parser.add_argument("--world", default=str(ROOT / "runs" / "demo" / "world"))
-    parser.add_argument("--limit", type=int, default=150, help="held-out images probed")
-    args = parser.parse_args()
-
-    from mmgpt.data.dataset import load_image
-    from mmgpt.synth.scene import Scene
-
+    args = image_probe_parser(__doc__.splitlines()[0]).parse_args()
     world, manifest = open_world(args.world)
     model_dir, model = load_probed_model(args.model)
-    heldout = [s for s in manifest.scenes if s["split"] == "heldout"][: args.limit]
-    scenes = [Scene.from_dict(s) for s in heldout]
-    images = {s["image_id"]: load_image(world / s["paths"][0]) for s in heldout}
+    scenes, images = heldout_scenes(world, manifest, args.limit)
     print(f"model {model_dir}, {len(scenes)} held-out images")
     print_lookup_table(lookup_table(model, images, scenes))
     binding = [s for s in scenes if len({x.colour for x in s.shapes}) > 1]

@@ -202,24 +202,38 @@ def load_probed_model(model: str | None, seed: int = 0):
     return model_dir, load_model(model_dir, merge_adapters=True).eval()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def image_probe_parser(description: str) -> argparse.ArgumentParser:
+    """Options of the probes that read held-out images: --model (default: the demo's cached base), --world,
+    --limit (held-out images probed, default 150)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default=None, help="model directory (default: the demo's cached base)")
     parser.add_argument("--world", default=str(ROOT / "runs" / "demo" / "world"))
     parser.add_argument("--limit", type=int, default=150, help="held-out images probed")
+    return parser
+
+
+def heldout_scenes(world: Path, manifest, limit: int) -> tuple[list, dict]:
+    """The first `limit` held-out scenes of the world (`Scene`s) and {image id: PIL image} for them."""
+    from mmgpt.data.dataset import load_image
+    from mmgpt.synth.scene import Scene
+
+    heldout = [s for s in manifest.scenes if s["split"] == "heldout"][:limit]
+    images = {s["image_id"]: load_image(world / s["paths"][0]) for s in heldout}
+    return [Scene.from_dict(s) for s in heldout], images
+
+
+def main() -> None:
+    parser = image_probe_parser(__doc__.splitlines()[0])
     parser.add_argument("--eval-items", default=str(ROOT / "runs" / "demo" / "eval_items.jsonl"))
     args = parser.parse_args()
 
     from tqdm import tqdm
 
-    from mmgpt.data.dataset import load_image
-    from mmgpt.synth.scene import MAX_SHAPES, Scene
+    from mmgpt.synth.scene import MAX_SHAPES
 
     world, manifest = open_world(args.world)
     model_dir, model = load_probed_model(args.model)
-    heldout = [s for s in manifest.scenes if s["split"] == "heldout"][: args.limit]
-    scenes = [Scene.from_dict(s) for s in heldout]
-    images = {s["image_id"]: load_image(world / s["paths"][0]) for s in heldout}
+    scenes, images = heldout_scenes(world, manifest, args.limit)
 
     hits, truths = collections.Counter(), collections.defaultdict(list)
     for scene in tqdm(scenes, desc="probing", unit="image"):

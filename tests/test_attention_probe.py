@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+from tests.experiment_scripts import load_experiment
 
 
 @pytest.fixture(scope="module")
 def probe():
-    sys.path.insert(0, str(EXPERIMENTS))  # the probe imports its sibling count_probe
-    try:
-        spec = importlib.util.spec_from_file_location("attention_probe", EXPERIMENTS / "attention_probe.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
-    return module
+    return load_experiment("attention_probe")
 
 
 def _logits(model, text: str) -> torch.Tensor:

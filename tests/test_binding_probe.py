@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-from pathlib import Path
 
 import pytest
 import torch
 
 from mmgpt.synth.scene import Scene, Shape
+from tests.experiment_scripts import load_experiment
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 KINDS, COLOURS = ["circle", "square", "star"], ["red", "green", "blue"]
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("binding_probe", EXPERIMENTS / "binding_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("binding_probe")
 
 
 def _scene(*shapes: tuple[str, str]) -> Scene:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-PROBE = Path(__file__).resolve().parents[1] / "experiments" / "count_probe.py"
+from tests.experiment_scripts import load_experiment
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("count_probe", PROBE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("count_probe")
 
 
 def _item(kind: str, question: str, answer: str, reply: str) -> dict:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+from tests.experiment_scripts import load_experiment
 
 
 @pytest.fixture(scope="module")
 def probe():
-    sys.path.insert(0, str(EXPERIMENTS))  # the probe imports its sibling count_probe
-    try:
-        spec = importlib.util.spec_from_file_location("referent_probe", EXPERIMENTS / "referent_probe.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclass resolves annotations through the module
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
-    return module
+    return load_experiment("referent_probe")
 
 
 def _item(kind: str, question: str, reference: str, history: list | None = None) -> dict:
