@@ -1,0 +1,37 @@
+"""bench/machine_speed.py on small sizes: every measure is positive and the table names both thread counts."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "machine_speed.py"
+
+
+def test_measures_are_positive_and_threads_are_restored():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import machine_speed
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    before = torch.get_num_threads()
+    row = machine_speed.measure(1, size=64, rounds=1, copy_mib=1)
+    assert set(row) == {"bf16 matmul", "fp32 matmul", "copy"} and all(v > 0 for v in row.values())
+    assert torch.get_num_threads() == before
+
+
+def test_table_has_a_row_per_thread_count():
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--size", "64", "--rounds", "1", "--copy-mib", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)$", run.stdout, re.M)
+    assert rows and rows[0][0] == "1", run.stdout
+    assert len(rows) == len({1, torch.get_num_threads()}), run.stdout
