@@ -14,37 +14,37 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 
-def matmul_gflops(size: int, dtype, rounds: int, repeat: int = 5) -> float:
-    """Median GFLOP/s of `repeat` products of two (size, size) matrices of `dtype`, over `rounds` timings."""
-    import torch
-
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    a @ b  # warm-up: kernel selection and allocation
+def median_seconds(operation: Callable[[], object], rounds: int, repeat: int = 5) -> float:
+    """Median over `rounds` timings of the seconds one call of `operation` takes (each timing averages `repeat`
+    calls), after one untimed call for kernel selection and allocation."""
+    operation()
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(repeat):
-            a @ b
+            operation()
         times.append((time.perf_counter() - start) / repeat)
-    return 2 * size**3 / statistics.median(times) / 1e9
+    return statistics.median(times)
 
 
-def copy_gbps(mebibytes: int, rounds: int, repeat: int = 5) -> float:
-    """Median GB/s (bytes read + written) of copying an fp32 tensor of `mebibytes` MiB, over `rounds` timings."""
+def matmul_gflops(size: int, dtype, rounds: int) -> float:
+    """GFLOP/s of the product of two (size, size) matrices of `dtype` (see `median_seconds`)."""
+    import torch
+
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    return 2 * size**3 / median_seconds(lambda: a @ b, rounds) / 1e9
+
+
+def copy_gbps(mebibytes: int, rounds: int) -> float:
+    """GB/s (bytes read + written) of copying an fp32 tensor of `mebibytes` MiB (see `median_seconds`)."""
     import torch
 
     source = torch.randn(mebibytes * 2**20 // 4)
     target = torch.empty_like(source)
-    target.copy_(source)
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeat):
-            target.copy_(source)
-        times.append((time.perf_counter() - start) / repeat)
-    return 2 * source.numel() * 4 / statistics.median(times) / 1e9
+    return 2 * source.numel() * 4 / median_seconds(lambda: target.copy_(source), rounds) / 1e9
 
 
 def measure(threads: int, size: int, rounds: int, copy_mib: int) -> dict[str, float]:
