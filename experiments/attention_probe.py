@@ -142,36 +142,34 @@ def lookup_table(model, images: dict, scenes: list) -> dict[str, dict[str, objec
     """{"kind"/"colour": {"pairs": n, "spread word", "spread last", "difference word", "difference last":
     (layers, heads) means over the image pairs, "top latent": (layers, heads) the latent that most often has the
     largest weight at the last token, "top share": how often it has, "top weight": its mean weight there}} for the
-    scenes with a pair of prompts of that attribute (the top-latent columns from the first prompt of each pair)."""
+    scenes with a pair of prompts of that attribute (spread and the top-latent columns from the first prompt of
+    each pair)."""
     import torch
 
-    sums: dict[str, dict[str, object]] = {}
-    last_weights: dict[str, list] = {}
+    collected: dict[str, list] = {}
     for scene in scenes:
         for attribute, prompts in prompt_pairs(scene):
             (word_a, last_a), (word_b, last_b) = (
                 attention_at(model, images[scene.image_id], prompt, named) for prompt, named in prompts
             )
-            row = sums.setdefault(attribute, {"pairs": 0})
-            row["pairs"] += 1
-            last_weights.setdefault(attribute, []).append(last_a)
-            for key, value in (
-                ("spread word", spread(word_a)),
-                ("spread last", spread(last_a)),
-                ("difference word", difference(word_a, word_b)),
-                ("difference last", difference(last_a, last_b)),
-            ):
-                row[key] = row[key] + value if key in row else value
+            collected.setdefault(attribute, []).append((word_a, last_a, word_b, last_b))
     table = {}
-    for attribute, row in sums.items():
-        table[attribute] = {k: v if k == "pairs" else v / row["pairs"] for k, v in row.items()}
-        weights = torch.stack(last_weights[attribute])  # (pairs, layers, heads, latents)
-        top = weights.argmax(dim=-1).mode(dim=0).values  # (layers, heads)
-        table[attribute]["top latent"] = top
-        table[attribute]["top share"] = (weights.argmax(dim=-1) == top).float().mean(dim=0)
-        table[attribute]["top weight"] = weights.gather(
-            -1, top[None, :, :, None].expand(len(weights), -1, -1, 1)
-        )[..., 0].mean(dim=0)
+    for attribute, pairs in collected.items():
+        # each (pairs, layers, heads, latents)
+        word_a, last_a, word_b, last_b = (torch.stack(column) for column in zip(*pairs, strict=True))
+        top = last_a.argmax(dim=-1).mode(dim=0).values  # (layers, heads)
+        table[attribute] = {
+            "pairs": len(pairs),
+            "spread word": spread(word_a).mean(dim=0),
+            "spread last": spread(last_a).mean(dim=0),
+            "difference word": difference(word_a, word_b).mean(dim=0),
+            "difference last": difference(last_a, last_b).mean(dim=0),
+            "top latent": top,
+            "top share": (last_a.argmax(dim=-1) == top).float().mean(dim=0),
+            "top weight": last_a.gather(-1, top[None, :, :, None].expand(len(pairs), -1, -1, 1))[..., 0].mean(
+                dim=0
+            ),
+        }
     return table
 
 
@@ -183,17 +181,10 @@ def print_lookup_table(table: dict[str, dict[str, object]]) -> None:
             f"{'layer':>5}{'head':>5}{'spread at word':>16}{'at last':>9}{'difference at word':>20}{'at last':>9}"
             f"{'top latent at last':>20}{'share':>7}{'weight':>8}"
         )
+        keys = ("spread word", "spread last", "difference word", "difference last", "top share", "top weight")
         layers, heads = row["spread word"].shape
         for layer in range(layers):
             for head in range(heads):
-                keys = (
-                    "spread word",
-                    "spread last",
-                    "difference word",
-                    "difference last",
-                    "top share",
-                    "top weight",
-                )
                 cells = [row[k][layer, head].item() for k in keys]
                 print(
                     f"{layer + 1:>5}{head + 1:>5}{cells[0]:>16.3f}{cells[1]:>9.3f}{cells[2]:>20.3f}{cells[3]:>9.3f}"
