@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.experiment_scripts import load_experiment
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def probe():
-    return load_experiment("attention_probe")
+    return load_script("attention_probe")
 
 
 def _logits(model, text: str) -> torch.Tensor:

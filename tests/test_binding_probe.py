@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from mmgpt.synth.scene import Scene, Shape
-from tests.experiment_scripts import load_experiment
+from tests.scripts import load_script
 
 KINDS, COLOURS = ["circle", "square", "star"], ["red", "green", "blue"]
 
 
 @pytest.fixture(scope="module")
 def probe():
-    return load_experiment("binding_probe")
+    return load_script("binding_probe")
 
 
 def _scene(*shapes: tuple[str, str]) -> Scene:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.experiment_scripts import load_experiment
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def probe():
-    return load_experiment("count_probe")
+    return load_script("count_probe")
 
 
 def _item(kind: str, question: str, answer: str, reply: str) -> dict:

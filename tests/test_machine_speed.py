@@ -9,15 +9,13 @@ from pathlib import Path
 
 import torch
 
+from tests.scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "machine_speed.py"
 
 
 def test_measures_are_positive_and_threads_are_restored():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import machine_speed
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    machine_speed = load_script("machine_speed", folder="bench")
     before = torch.get_num_threads()
     row = machine_speed.measure(1, size=64, rounds=1, copy_mib=1)
     assert set(row) == {"bf16 matmul", "fp32 matmul", "copy"} and all(v > 0 for v in row.values())

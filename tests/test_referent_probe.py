@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.experiment_scripts import load_experiment
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def probe():
-    return load_experiment("referent_probe")
+    return load_script("referent_probe")
 
 
 def _item(kind: str, question: str, reference: str, history: list | None = None) -> dict:
