@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timings per measure (the median is printed)")
     parser.add_argument("--copy-mib", type=int, default=64, help="size of the copied tensor in MiB")
     args = parser.parse_args()
+    for option in ("size", "rounds", "copy_mib"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
 
     import torch
 

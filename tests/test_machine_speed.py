@@ -33,3 +33,10 @@ def test_table_has_a_row_per_thread_count():
     rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)$", run.stdout, re.M)
     assert rows and rows[0][0] == "1", run.stdout
     assert len(rows) == len({1, torch.get_num_threads()}), run.stdout
+
+
+def test_sizes_below_one_are_refused_with_the_option_named():
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rounds", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2 and "--rounds must be at least 1, got 0" in run.stderr, run.stderr
