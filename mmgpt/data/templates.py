@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from transformers import PreTrainedTokenizerBase
 
+from mmgpt.model.labelled_logits import IGNORE_INDEX
 from mmgpt.model.tokenizer import IMAGE_TOKEN, special_token_ids
 
 PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -28,7 +29,6 @@ IMAGE_HEADER = "\n\n### Image:\n"
 INSTRUCTION_HEADER = "\n\n### Instruction:\n"
 INPUT_HEADER = "\n\n### Input:\n"
 RESPONSE_HEADER = "\n\n### Response:\n"
-IGNORE_INDEX = -100
 
 # Table 3 of the paper, then further phrasings of the same request.
 CAPTION_INSTRUCTIONS = (

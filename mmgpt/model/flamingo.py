@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from mmgpt.model.config import FlamingoConfig
 from mmgpt.model.cross_attention import GatedCrossAttentionBlock, text_time_for_chunk
+from mmgpt.model.labelled_logits import labelled_loss, labelled_positions, logits_at, project_labelled_only
 from mmgpt.model.lm_adapters import decoder_layers_attr, get_attr_path, lm_hidden_size, set_attr_path
 from mmgpt.model.media_context import MediaContext, current_media_context, media_context
 from mmgpt.model.perceiver import PerceiverResampler
@@ -83,6 +85,9 @@ class Flamingo(nn.Module):
     With an attention mask that marks padding, the feed-forward blocks run on the real tokens only
     (`pack_padded_tokens`): logits at real positions are unchanged; those at pad positions, never meaningful,
     differ, so a loss must not read them (labels -100 at pads, as `collate` sets them).
+
+    `model(..., labels=labels, loss_only=True)`, as training calls it, returns the same `.loss` with `.logits`
+    None, having projected onto the vocabulary only the positions the loss reads (see labelled_logits.py).
     """
 
     def __init__(self, vision_encoder: nn.Module, lang_encoder: nn.Module, config: FlamingoConfig):
@@ -119,6 +124,9 @@ class Flamingo(nn.Module):
                 if feed_forward is not None:
                     pack_tokens_in(feed_forward)
         set_attr_path(lang_encoder, self.decoder_layers_attr, nn.ModuleList(wrapped))
+        head = lang_encoder.get_output_embeddings()
+        if isinstance(head, nn.Module):
+            project_labelled_only(head)
         # Feed-forward blocks skip the pad tokens of padded batches (see token_packing.py); off once the layers
         # are compiled, whose graphs would otherwise recompile for every new number of real tokens.
         self.pack_padded_tokens = True
@@ -222,10 +230,13 @@ class Flamingo(nn.Module):
         lang_x: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        loss_only: bool = False,
         **lm_kwargs: Any,
     ) -> Any:
         """Run the model; see the class docstring. Extra keyword arguments go to the LM's forward."""
         _check_batch(vision_x, lang_x)
+        if loss_only and labels is None:
+            raise ValueError("loss_only=True needs labels")
         if self.training:
             # a KV cache is useless in training, and with gradient checkpointing harmful: the recomputed layer
             # would append its keys/values to the cache a second time
@@ -233,6 +244,11 @@ class Flamingo(nn.Module):
         latents = self.encode_vision(vision_x) if vision_x is not None else None
         ctx = self.media_context_for(lang_x, latents)
         selection = select_real_tokens(lang_x, attention_mask) if self.pack_padded_tokens else None
+        if loss_only:
+            positions = labelled_positions(labels)
+            with media_context(ctx), token_selection(selection), logits_at(positions):
+                out = self.lang_encoder(input_ids=lang_x, attention_mask=attention_mask, **lm_kwargs)
+            return CausalLMOutputWithPast(loss=labelled_loss(out.logits, positions))
         with media_context(ctx), token_selection(selection):
             return self.lang_encoder(
                 input_ids=lang_x, attention_mask=attention_mask, labels=labels, **lm_kwargs

@@ -234,6 +234,7 @@ def _forward_loss(model: Any, batch: dict, device: torch.device, precision: str)
             batch["lang_x"].to(device),
             attention_mask=batch["attention_mask"].to(device),
             labels=batch["labels"].to(device),
+            loss_only=True,
         )
     return out.loss.float()
 

@@ -1,4 +1,5 @@
-"""The OPT, GPT-NeoX and MPT decoder paths: cross-attention inserted, language-only equals the plain LM."""
+"""The OPT, GPT-NeoX and MPT decoder paths: cross-attention inserted, language-only equals the plain LM, and the
+training loss from the labelled positions' logits equals the loss from all of them."""
 
 from __future__ import annotations
 
@@ -56,10 +57,15 @@ def test_family_wraps_and_generates(family):
     model = Flamingo(vision, lm, cfg).eval()
     assert len(model.cross_attn_blocks()) == 2
     ids = torch.tensor([[5, 6, 7, 8]])
+    image, with_media = torch.randn(1, 1, 1, 3, 16, 16), torch.tensor([[5, 63, 7, 8]])
+    labels = torch.tensor([[-100, -100, 7, 8]])
     with torch.no_grad():
         torch.testing.assert_close(model(None, ids).logits, plain(input_ids=ids).logits)
-        with_image = model(torch.randn(1, 1, 1, 3, 16, 16), torch.tensor([[5, 63, 7, 8]])).logits
+        with_image = model(image, with_media).logits
+        full = model(image, with_media, labels=labels).loss
+        labelled = model(image, with_media, labels=labels, loss_only=True).loss
     assert torch.isfinite(with_image).all()
+    torch.testing.assert_close(labelled, full)
     out = model.generate(
         torch.randn(1, 1, 1, 3, 16, 16), torch.tensor([[5, 63, 7]]), max_new_tokens=4, eos_token_id=[]
     )
