@@ -11,9 +11,7 @@ media context and the token selection do, so concurrent calls on one model do no
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmgpt.model.call_scope import CallScoped
+from mmgpt.model.token_packing import pack_first_argument
+
 # The label the loss skips (Hugging Face's convention): pads, prompts, image tokens.
 IGNORE_INDEX = -100
 
-_CURRENT: contextvars.ContextVar[LabelledPositions | None] = contextvars.ContextVar(
-    "mmgpt_labelled_positions", default=None
-)
+_CURRENT: CallScoped[LabelledPositions] = CallScoped("mmgpt_labelled_positions")
 
 
 @dataclass(frozen=True)
@@ -50,25 +49,14 @@ def labelled_positions(labels: torch.Tensor) -> LabelledPositions:
     return LabelledPositions((b, length), index, next_tokens[index])
 
 
-@contextmanager
-def logits_at(positions: LabelledPositions | None) -> Iterator[None]:
+def logits_at(positions: LabelledPositions | None) -> AbstractContextManager[None]:
     """Within the block, output heads prepared by `project_labelled_only` see only `positions` (None: all)."""
-    token = _CURRENT.set(positions)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+    return _CURRENT.bound(positions)
 
 
 def _select_hidden(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
     positions = _CURRENT.get()
-    if positions is None or not args or not torch.is_tensor(args[0]):
-        return None
-    hidden = args[0]
-    if hidden.ndim != 3 or tuple(hidden.shape[:2]) != positions.shape:
-        return None
-    flat = hidden.reshape(-1, hidden.shape[-1])
-    return (flat.index_select(0, positions.index.to(hidden.device)).unsqueeze(0), *args[1:])
+    return None if positions is None else pack_first_argument(args, positions.shape, positions.index)
 
 
 def project_labelled_only(head: nn.Module) -> None:

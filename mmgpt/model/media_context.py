@@ -8,16 +8,14 @@ decoder whatever its keyword plumbing, and disappears when the call returns.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
 
-_CURRENT: contextvars.ContextVar[MediaContext | None] = contextvars.ContextVar(
-    "mmgpt_media_context", default=None
-)
+from mmgpt.model.call_scope import CallScoped
+
+_CURRENT: CallScoped[MediaContext] = CallScoped("mmgpt_media_context")
 
 
 @dataclass
@@ -50,11 +48,6 @@ def current_media_context() -> MediaContext | None:
     return _CURRENT.get()
 
 
-@contextmanager
-def media_context(ctx: MediaContext | None) -> Iterator[None]:
+def media_context(ctx: MediaContext | None) -> AbstractContextManager[None]:
     """Make `ctx` the current media context for the duration of the block (None = language-only)."""
-    token = _CURRENT.set(ctx)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+    return _CURRENT.bound(ctx)

@@ -10,22 +10,20 @@ one model do not see each other's.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from mmgpt.model.call_scope import CallScoped
+
 # Attribute names of the per-token feed-forward block in the decoder layers of the supported LM families
 # (LLaMA/Mistral/GPT-NeoX/OPT-style `mlp`, MPT's `ffn`, others' `feed_forward`).
 FEED_FORWARD_ATTRS = ("mlp", "ffn", "feed_forward")
 
-_CURRENT: contextvars.ContextVar[TokenSelection | None] = contextvars.ContextVar(
-    "mmgpt_token_selection", default=None
-)
+_CURRENT: CallScoped[TokenSelection] = CallScoped("mmgpt_token_selection")
 
 
 @dataclass(frozen=True)
@@ -58,14 +56,9 @@ def current_token_selection() -> TokenSelection | None:
     return _CURRENT.get()
 
 
-@contextmanager
-def token_selection(selection: TokenSelection | None) -> Iterator[None]:
+def token_selection(selection: TokenSelection | None) -> AbstractContextManager[None]:
     """Make `selection` current for the duration of the block (None: run on every token)."""
-    token = _CURRENT.set(selection)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+    return _CURRENT.bound(selection)
 
 
 def _packed(selection: TokenSelection | None, x: torch.Tensor) -> bool:
@@ -74,15 +67,24 @@ def _packed(selection: TokenSelection | None, x: torch.Tensor) -> bool:
     return selection is not None and x.ndim == 3 and x.shape[0] == 1 and x.shape[1] == selection.index.numel()
 
 
-def _pack_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    selection = _CURRENT.get()
-    if selection is None or not args or not torch.is_tensor(args[0]):
+def pack_first_argument(
+    args: tuple[Any, ...], shape: tuple[int, int], index: torch.Tensor
+) -> tuple[Any, ...] | None:
+    """`args` with its first element, hidden states (B, L, D) of batch shape `shape`, replaced by its rows at
+    `index` (N,) of the flattened B*L, packed to (1, N, D); None (leave the call alone) when the first element is
+    not such a tensor."""
+    if not args or not torch.is_tensor(args[0]):
         return None
     x = args[0]
-    if x.ndim != 3 or tuple(x.shape[:2]) != selection.shape:
+    if x.ndim != 3 or tuple(x.shape[:2]) != shape:
         return None
-    packed = x.reshape(-1, x.shape[-1]).index_select(0, selection.index.to(x.device)).unsqueeze(0)
+    packed = x.reshape(-1, x.shape[-1]).index_select(0, index.to(x.device)).unsqueeze(0)
     return (packed, *args[1:])
+
+
+def _pack_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    selection = _CURRENT.get()
+    return None if selection is None else pack_first_argument(args, selection.shape, selection.index)
 
 
 def _unpack_output(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:

@@ -1,0 +1,106 @@
+"""experiments/reply_referents.py: subjects read from references, replies split by whether they name them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.scripts import load_script
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "reply_referents.py"
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
+KINDS = ["circle", "square", "triangle", "diamond", "star"]
+
+
+def _items() -> list[dict]:
+    return [
+        {
+            "id": "a",
+            "kind": "color",
+            "answer": "red",
+            "answer_space": COLOURS,
+            "reference": "The medium square is red.",
+        },
+        {
+            "id": "b",
+            "kind": "color",
+            "answer": "blue",
+            "answer_space": COLOURS,
+            "reference": "The star is blue.",
+        },
+        {
+            "id": "c",
+            "kind": "color",
+            "answer": "green",
+            "answer_space": COLOURS,
+            "reference": "The shape at the top is green.",
+        },
+        {
+            "id": "d",
+            "kind": "shape",
+            "answer": "star",
+            "answer_space": KINDS,
+            "reference": "The red shape is a star.",
+        },
+        {
+            "id": "e",
+            "kind": "counting",
+            "answer": "2",
+            "answer_space": ["1", "2"],
+            "reference": "There are 2 shapes.",
+        },
+    ]
+
+
+REPLIES = {
+    "a": "The medium square is red.",  # names it, right
+    "b": "The diamond is blue.",  # another shape, right by chance
+    "c": "The shape at the top is red.",  # names it, wrong
+    "d": "The red shape is a circle.",  # names it, wrong
+    "e": "There are 2 shapes.",  # not a colour or shape question
+}
+
+
+def test_subjects_come_from_the_reference_answers():
+    referents = load_script("reply_referents")
+    assert referents.asked_subject("The medium square is red.") == "medium square"
+    assert referents.asked_subject(" The shape at the top-right is a star.") == "shape at the top-right"
+    assert referents.asked_subject("There are 2 red shapes.") is None
+
+
+def test_replies_are_split_by_whether_they_name_the_asked_subject():
+    referents = load_script("reply_referents")
+    splits = referents.split_replies(_items(), REPLIES)
+    colour, shape = splits["color"], splits["shape"]
+    assert (colour.replies, colour.named, colour.right_named, colour.right_other) == (3, 2, 1, 1)
+    assert colour.shares() == (2 / 3, 2 / 3, 0.5, 1.0)
+    assert (shape.replies, shape.named, shape.right_named, shape.right_other) == (1, 1, 0, 0)
+    # an item without a reply is left out, not counted wrong
+    assert referents.split_replies(_items(), {"a": REPLIES["a"]})["color"].replies == 1
+
+
+def test_the_table_and_bad_files(tmp_path):
+    world = tmp_path / "world"
+    (world / "eval").mkdir(parents=True)
+    (world / "eval" / "heldout.jsonl").write_text("".join(json.dumps(i) + "\n" for i in _items()))
+    replies = tmp_path / "eval_items.jsonl"
+    replies.write_text("".join(json.dumps({"id": k, "reply": v}) + "\n" for k, v in REPLIES.items()))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(SCRIPT), "--world", str(world), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    table = run("--replies", str(replies))
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in table.stdout.splitlines()[1:]}
+    assert rows == {
+        "color": ["3", "0.667", "0.667", "0.500", "1.000"],
+        "shape": ["1", "0.000", "1.000", "0.000", "0.000"],
+    }
+    missing = run("--replies", str(tmp_path / "none.jsonl"))
+    assert missing.returncode == 1 and "none.jsonl: not found" in missing.stderr
+    replies.write_text(replies.read_text() + "{oops\n")
+    broken = run("--replies", str(replies))
+    assert broken.returncode == 1 and "eval_items.jsonl, line 6: not JSON" in broken.stderr
