@@ -244,15 +244,18 @@ class Flamingo(nn.Module):
         latents = self.encode_vision(vision_x) if vision_x is not None else None
         ctx = self.media_context_for(lang_x, latents)
         selection = select_real_tokens(lang_x, attention_mask) if self.pack_padded_tokens else None
-        if loss_only:
-            positions = labelled_positions(labels)
-            with media_context(ctx), token_selection(selection), logits_at(positions):
-                out = self.lang_encoder(input_ids=lang_x, attention_mask=attention_mask, **lm_kwargs)
-            return CausalLMOutputWithPast(loss=labelled_loss(out.logits, positions))
-        with media_context(ctx), token_selection(selection):
-            return self.lang_encoder(
-                input_ids=lang_x, attention_mask=attention_mask, labels=labels, **lm_kwargs
+        # with loss_only the LM computes no loss: its head sees the labelled positions only, scored here
+        positions = labelled_positions(labels) if loss_only else None
+        with media_context(ctx), token_selection(selection), logits_at(positions):
+            out = self.lang_encoder(
+                input_ids=lang_x,
+                attention_mask=attention_mask,
+                labels=None if loss_only else labels,
+                **lm_kwargs,
             )
+        if positions is None:
+            return out
+        return CausalLMOutputWithPast(loss=labelled_loss(out.logits, positions))
 
     @torch.no_grad()
     def generate(
