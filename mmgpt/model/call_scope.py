@@ -2,8 +2,9 @@
 
 The media context, the token selection and the labelled positions each travel in a `CallScoped` value: a context
 variable bound for the duration of a block. A context variable is private to the calling thread and asyncio
-task, so concurrent calls on one model (a server's requests, a checkpointed layer recomputed in backward) each
-see their own.
+task, so concurrent calls on one model (a server's requests) each see their own. Code that runs outside the
+binding block, as a checkpointed layer's recomputation in backward does, must capture the values it needs
+(`FlamingoLayer` does).
 """
 
 from __future__ import annotations
