@@ -15,10 +15,13 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+
+from _harness import prepare_like_tuning, run_alternating  # noqa: E402  (a sibling script, not a package)
 
 MODES = ("labelled only", "every position")
 
@@ -26,12 +29,9 @@ MODES = ("labelled only", "every position")
 def worker(mode: str, steps: int, batch: int, length: int, vocab: int, labelled: float) -> dict:
     """Train `steps` steps (after one warm-up step) in `mode`; returns {"step_s": median seconds a step,
     "peak_rss_mb": this process's peak resident memory, "loss": the last loss}."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import torch
 
     from mmgpt.model.builder import build_model, tiny_config
-    from mmgpt.model.lora import LoraSettings, apply_lora
-    from mmgpt.model.precision import cast_frozen_parameters, skip_lora_input_casts, use_eager_attention
     from mmgpt.model.tokenizer import SpecialTokenIds
 
     torch.manual_seed(0)
@@ -39,12 +39,7 @@ def worker(mode: str, steps: int, batch: int, length: int, vocab: int, labelled:
     config = tiny_config(
         vocab, ids, hidden_size=256, num_layers=2, intermediate_size=688, cross_attn_every_n_layers=1
     )
-    model = build_model(config)
-    apply_lora(model, LoraSettings(r=16, alpha=16))
-    cast_frozen_parameters(model, torch.bfloat16)
-    use_eager_attention(model)
-    skip_lora_input_casts(model)
-    model.train()
+    model = prepare_like_tuning(build_model(config))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     gen = torch.Generator().manual_seed(0)
@@ -102,14 +97,9 @@ def main() -> None:
         print(json.dumps(worker(args.worker, *sizes)))
         return
 
-    results: dict[str, list[dict]] = {mode: [] for mode in MODES}
-    for _ in range(args.rounds):
-        for mode in MODES:
-            command = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps)]
-            command += ["--batch", str(args.batch), "--length", str(args.length), "--vocab", str(args.vocab)]
-            command += ["--labelled", str(args.labelled)]
-            run = subprocess.run(command, capture_output=True, text=True, check=True)
-            results[mode].append(json.loads(run.stdout.strip().splitlines()[-1]))
+    worker_args = ["--steps", str(args.steps), "--batch", str(args.batch), "--length", str(args.length)]
+    worker_args += ["--vocab", str(args.vocab), "--labelled", str(args.labelled)]
+    results = run_alternating(__file__, MODES, args.rounds, worker_args)
     print(f"batch {args.batch} x {args.length} tokens, vocabulary {args.vocab}, {args.labelled:.0%} labelled")
     print(f"{'logits':<16}{'s a step (median)':>20}{'peak RSS MB (median)':>24}{'last loss':>12}")
     medians = {}

@@ -15,12 +15,15 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _harness import prepare_like_tuning, run_alternating  # noqa: E402  (a sibling script, not a package)
+
 SIDES = ("reference", "mmgpt", "mmgpt-compiled")
 LABELS = {
     "reference": "open-flamingo 2.0.1 + peft",
@@ -30,21 +33,15 @@ LABELS = {
 
 
 def worker(side: str, steps: int, batch: int, length: int) -> dict:
-    sys.path.insert(0, str(HERE))
     import torch
     from _reference import IDS, build_pair
     from peft import LoraConfig, get_peft_model
 
-    from mmgpt.model.lora import RELEASE_TARGETS, LoraSettings, apply_lora
-    from mmgpt.model.precision import cast_frozen_parameters, skip_lora_input_casts, use_eager_attention
+    from mmgpt.model.lora import RELEASE_TARGETS
 
     ours, ref, cfg = build_pair()
     if side.startswith("mmgpt"):
-        model = ours
-        apply_lora(model, LoraSettings(r=16, alpha=16))
-        cast_frozen_parameters(model, torch.bfloat16)  # frozen weights stored in bf16: no per-step re-cast
-        use_eager_attention(model)  # fused SDPA is slow in bf16 on CPU
-        skip_lora_input_casts(model)  # autocast alone sets the adapters' input dtype
+        model = prepare_like_tuning(ours)
         if side == "mmgpt-compiled":
             model.compile_layers(mode="max-autotune-no-cudagraphs")
         del ref
@@ -96,27 +93,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.batch, args.length)))
         return
-    results: dict[str, list[dict]] = {side: [] for side in SIDES}
-    for _ in range(args.rounds):
-        for side in SIDES:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    side,
-                    "--steps",
-                    str(args.steps),
-                    "--batch",
-                    str(args.batch),
-                    "--length",
-                    str(args.length),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    worker_args = ["--steps", str(args.steps), "--batch", str(args.batch), "--length", str(args.length)]
+    results = run_alternating(__file__, SIDES, args.rounds, worker_args)
     print(
         f"{'implementation':<32}{'tokens/s (median)':>20}{'peak RSS MB':>14}{'first step s (median/max)':>28}"
     )

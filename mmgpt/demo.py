@@ -33,6 +33,7 @@ QUICK_BASE = [
     "logging.save_every=40",
     "model.tiny.hidden_size=64",
     "model.tiny.num_layers=2",
+    "model.tiny.cross_attn_every_n_layers=2",
     "model.tiny.intermediate_size=128",
     "model.tiny.vision_width=48",
     "model.tiny.vision_layers=1",

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from mmgpt.errors import ConfigError
 from mmgpt.model.config import FlamingoConfig
 from mmgpt.model.cross_attention import GatedCrossAttentionBlock, text_time_for_chunk
 from mmgpt.model.labelled_logits import labelled_loss, labelled_positions, logits_at, project_labelled_only
@@ -107,6 +108,12 @@ class Flamingo(nn.Module):
         layers = get_attr_path(lang_encoder, self.decoder_layers_attr)
         dim = lm_hidden_size(lang_encoder)
         n = config.cross_attn_every_n_layers
+        if n > len(layers):
+            # the model would never see its images, and LoRA's cross-attention targets would match nothing
+            raise ConfigError(
+                f"cross_attn_every_n_layers={n} gives none of the language model's {len(layers)} decoder layers a "
+                f"cross-attention block; use at most {len(layers)}"
+            )
         wrapped = []
         for i, layer in enumerate(layers):
             block = None

@@ -290,3 +290,12 @@ def test_lora_input_casts_left_to_autocast_change_nothing(make_tiny_model):
     assert torch.equal(loss, loss2) and grads.keys() == grads2.keys() and grads
     for name in grads:
         assert torch.equal(grads[name], grads2[name]), name
+
+
+def test_more_layers_between_cross_attention_than_the_model_has_is_refused(make_tiny_model):
+    from mmgpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cross_attn_every_n_layers=3 gives none of the language model's 2"):
+        make_tiny_model(num_layers=2, cross_attn_every_n_layers=3)
+    model = make_tiny_model(num_layers=2, cross_attn_every_n_layers=2)
+    assert [layer.gated_cross_attn_layer is not None for layer in model.flamingo_layers()] == [False, True]
