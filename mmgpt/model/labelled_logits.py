@@ -1,11 +1,12 @@
 """Project onto the vocabulary only the positions a training loss reads.
 
 A causal LM's forward computes logits at every position, but the loss reads only those whose next token is
-labelled: in instruction tuning, the response and EOS tokens (pad and prompt tokens are -100). The output head runs instead on the hidden states of the labelled positions, packed to
-(1, N, D), and the loss is the same mean cross-entropy the Hugging Face models compute over all positions with
--100 ignored. At scale this is mostly memory: for LLaMA-7B's 32000-word vocabulary the fp32 logits of a batch of
-8 x 2048 tokens take 2 GiB, and their gradient as much again. The positions travel in a `CallScoped` value, as the media
-context and the token selection do, so concurrent calls on one model do not see each other's.
+labelled: in instruction tuning, the response and EOS tokens (pad and prompt tokens are -100). The output head
+runs instead on the hidden states of the labelled positions, packed to (1, N, D), and the loss is the same mean
+cross-entropy the Hugging Face models compute over all positions with -100 ignored. At scale this is mostly
+memory: for LLaMA-7B's 32000-word vocabulary the fp32 logits of a batch of 8 x 2048 tokens take 2 GiB, and their
+gradient as much again. The positions travel in a `CallScoped` value, as the media context and the token
+selection do, so concurrent calls on one model do not see each other's.
 """
 
 from __future__ import annotations
