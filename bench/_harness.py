@@ -13,19 +13,17 @@ from typing import Any
 
 
 def prepare_like_tuning(model: Any, r: int = 16, alpha: int = 16) -> Any:
-    """Add LoRA (the release targets, rank `r`) to a Flamingo `model` and apply the settings the instruct stage
-    of `mmgpt train` uses under bf16 autocast: frozen weights stored in bf16 (no per-step re-cast), eager
-    attention (fused SDPA is slow in bf16 on CPU) and no input casts in the adapters (autocast sets their input
-    dtype). Returns the model, in training mode."""
-    import torch
-
+    """Add LoRA (the release targets, rank `r`) to a Flamingo `model` and apply the precision settings the
+    instruct stage of `mmgpt train` applies under bf16 (`mmgpt.train.loop.apply_precision_settings`). Returns
+    the model, in training mode."""
     from mmgpt.model.lora import LoraSettings, apply_lora
-    from mmgpt.model.precision import cast_frozen_parameters, skip_lora_input_casts, use_eager_attention
+    from mmgpt.train.config import TrainConfig
+    from mmgpt.train.loop import apply_precision_settings
 
     apply_lora(model, LoraSettings(r=r, alpha=alpha))
-    cast_frozen_parameters(model, torch.bfloat16)
-    use_eager_attention(model)
-    skip_lora_input_casts(model)
+    config = TrainConfig(stage="instruct")
+    config.precision.dtype = "bf16"
+    apply_precision_settings(model, config)
     return model.train()
 
 

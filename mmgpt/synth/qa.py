@@ -25,6 +25,21 @@ from mmgpt.synth.scene import Scene, Shape
 from mmgpt.synth.vocab import COLOUR_NAMES, KINDS, POSITIONS, SIZE_NAMES, WORD_LIST
 
 COUNT_SPACE: list[str] = [str(i) for i in range(7)]
+
+#: Phrasings of the questions that name what they ask about (a colour, a kind, a shape's referent), shared
+#: with the pretraining text's copy lines (`mmgpt.synth.pretrain.copy_lines`).
+COLOUR_COUNT_QUESTIONS = (
+    "How many {colour} shapes are there?",
+    "How many {colour} shapes can you see?",
+    "Count the {colour} shapes in the image.",
+)
+KIND_COUNT_QUESTIONS = (
+    "How many {kinds} are there?",
+    "How many {kinds} can you see in the picture?",
+    "Count the {kinds} in the image.",
+)
+COLOUR_QUESTIONS = ("What colour is {ref}?", "Which colour does {ref} have?", "Tell me the colour of {ref}.")
+KIND_QUESTIONS = ("What shape is {ref}?", "What kind of shape is {ref}?", "Which shape is {ref}?")
 YES_NO: list[str] = ["yes", "no"]
 
 
@@ -98,13 +113,7 @@ def count_colour(scene: Scene, rng: random.Random, colour: str | None = None) ->
     if colour is None:
         colour = rng.choice(scene.colours()) if rng.random() < 0.75 else rng.choice(COLOUR_NAMES)
     n = scene.count(colour=colour)
-    question = rng.choice(
-        [
-            f"How many {colour} shapes are there?",
-            f"How many {colour} shapes can you see?",
-            f"Count the {colour} shapes in the image.",
-        ]
-    )
+    question = rng.choice(COLOUR_COUNT_QUESTIONS).format(colour=colour)
     response = _referent_count_response(
         n, f"{colour} shape", rng, ["in the image", "in the picture", "in all"]
     )
@@ -116,13 +125,7 @@ def count_kind(scene: Scene, rng: random.Random, kind: str | None = None) -> QA:
     if kind is None:
         kind = rng.choice(scene.kinds()) if rng.random() < 0.75 else rng.choice(KINDS)
     n = scene.count(kind=kind)
-    question = rng.choice(
-        [
-            f"How many {plural(kind, 2)} are there?",
-            f"How many {plural(kind, 2)} can you see in the picture?",
-            f"Count the {plural(kind, 2)} in the image.",
-        ]
-    )
+    question = rng.choice(KIND_COUNT_QUESTIONS).format(kinds=plural(kind, 2))
     response = _referent_count_response(n, kind, rng, ["in the picture", "in the image", "in all"])
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
@@ -205,9 +208,7 @@ def colour_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> Q
     if not picked or picked[1] is None:
         return None
     shape, ref = picked
-    question = rng.choice(
-        [f"What colour is {ref}?", f"Which colour does {ref} have?", f"Tell me the colour of {ref}."]
-    )
+    question = rng.choice(COLOUR_QUESTIONS).format(ref=ref)
     skip_phrasing_draw(rng, 3)
     return QA("color", question, shape.colour, list(COLOUR_NAMES), colour_statement(ref, shape.colour))
 
@@ -218,9 +219,7 @@ def kind_of(scene: Scene, rng: random.Random, shape: Shape | None = None) -> QA 
     if not picked or picked[1] is None:
         return None
     shape, ref = picked
-    question = rng.choice(
-        [f"What shape is {ref}?", f"What kind of shape is {ref}?", f"Which shape is {ref}?"]
-    )
+    question = rng.choice(KIND_QUESTIONS).format(ref=ref)
     skip_phrasing_draw(rng, 3)
     return QA("shape", question, shape.kind, list(KINDS), kind_statement(ref, shape.kind))
 

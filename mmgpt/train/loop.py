@@ -95,27 +95,28 @@ def build_training_model(config: TrainConfig, run_dir: Path) -> Any:
         model.requires_grad_(True)
     if config.precision.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    if (
-        config.precision.dtype == "bf16"
-        and config.precision.low_precision_frozen_weights
-        and config.stage == "instruct"
-    ):
-        from mmgpt.model.precision import cast_frozen_parameters
-
-        cast_frozen_parameters(model, torch.bfloat16)
-    if config.precision.dtype in AUTOCAST and config.stage == "instruct":
-        from mmgpt.model.precision import skip_lora_input_casts
-
-        skip_lora_input_casts(model)
-    if _attention_kernel(config) == "eager":
-        from mmgpt.model.precision import use_eager_attention
-
-        use_eager_attention(model)
+    apply_precision_settings(model, config)
     model.pack_padded_tokens = config.precision.pack_padded_tokens
     if config.precision.compile:
         _check_compiler()
         model.compile_layers(mode=config.precision.compile_mode)
     return model
+
+
+def apply_precision_settings(model: Any, config: TrainConfig) -> None:
+    """Set up `model` (LoRA already added for an instruct run) for `config.precision`: under bf16 the frozen
+    weights of an instruct run are stored in bf16 (no per-step re-cast), under autocast its adapters skip their
+    input casts (autocast sets their input dtype), and attention runs eagerly where `_attention_kernel` says
+    (fused SDPA is slow in bf16 on CPU). The benchmarks call it too, to time what training runs."""
+    from mmgpt.model.precision import cast_frozen_parameters, skip_lora_input_casts, use_eager_attention
+
+    instruct = config.stage == "instruct"
+    if instruct and config.precision.dtype == "bf16" and config.precision.low_precision_frozen_weights:
+        cast_frozen_parameters(model, torch.bfloat16)
+    if instruct and config.precision.dtype in AUTOCAST:
+        skip_lora_input_casts(model)
+    if _attention_kernel(config) == "eager":
+        use_eager_attention(model)
 
 
 VISION_TOWER_FILE = "vision_tower.safetensors"

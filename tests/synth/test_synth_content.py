@@ -80,6 +80,32 @@ def test_reserved_arithmetic_never_trained(load):
     assert not held & trained
 
 
+def _question_answer_pairs(load) -> list[tuple[str, str]]:
+    """(question, answer) of every "Question: ... Answer: ..." pair in the plain pretraining text."""
+    pairs = []
+    for line in load("pretrain/text.jsonl"):
+        pairs += re.findall(r"Question: (.+?) Answer: (.+?)(?= Question: |$)", line["text"])
+    return pairs
+
+
+def test_question_lines_restate_their_question(load):
+    from mmgpt.synth.knowledge import arithmetic_statement
+    from mmgpt.synth.vocab import POSITIONS
+
+    pairs = _question_answer_pairs(load)
+    arithmetic = [(q, a) for q, a in pairs if _arithmetic(q) and not any(k in q for k in KINDS)]
+    copies = [(q, a) for q, a in pairs if (q, a) not in arithmetic]
+    assert len(arithmetic) > 100 and len(copies) > 100
+    for question, answer in arithmetic:
+        op, a, b = _arithmetic(question)
+        assert answer == arithmetic_statement("sum" if op == "plus" else "difference", a, b), question
+    # a copy answer names exactly the colours, kinds, sizes and places its question names, in the same order
+    named = {*_ATTRIBUTE_WORDS, *POSITIONS}
+    for question, answer in copies:
+        asked = [w for w in tokens(question) if w in named]
+        assert asked and asked == [w for w in tokens(answer) if w in named], (question, answer)
+
+
 def test_deterministic_by_hash(quick_world, tmp_path):
     from mmgpt.synth import generate_world
 
