@@ -18,12 +18,11 @@ from mmgpt.synth.knowledge import (
     kb_facts,
     language_task,
 )
-from mmgpt.synth.nlg import capitalise, plural, position_phrase, with_article
+from mmgpt.synth.nlg import capitalise, plural, with_article
 from mmgpt.synth.qa import (
     COLOUR_COUNT_QUESTIONS,
     COLOUR_QUESTIONS,
     KIND_COUNT_QUESTIONS,
-    KIND_QUESTIONS,
     colour_statement,
     count_statement,
     kind_statement,
@@ -34,7 +33,7 @@ from mmgpt.synth.qa import (
     word_statements,
 )
 from mmgpt.synth.scene import Scene
-from mmgpt.synth.vocab import COLOUR_NAMES, KINDS, POSITIONS, SIZE_NAMES
+from mmgpt.synth.vocab import COLOUR_NAMES, KINDS, SIZE_NAMES
 
 IMAGE_TOKEN = "<image>"
 END_OF_CHUNK = "<|endofchunk|>"
@@ -111,58 +110,61 @@ PROSE = [
 #: statements said twice per 1000 training images, they make about a quarter and a fifth of the plain text.
 COPY_LINES_PER_REPEAT = 88
 ARITHMETIC_LINES_PER_REPEAT = 62
+#: Question-and-answer pairs per line. A text batch pads to its longest line: with two pairs a batch of 32 is
+#: about 61 tokens wide (45 with statements alone); with 2-3 pairs it was 91 and the Flamingo stage 1.19x slower.
+PAIRS_PER_LINE = 2
+#: Phrasings of a question about a shape's kind in the copy lines: the answer restates the whole subject.
+_KIND_COPY_QUESTIONS = ("What shape is {ref}?", "What about {ref}?")
+
+
+def _copy_subject(rng: random.Random) -> str:
+    """A shape named by its kind, with a size and a colour each half the time: "the small red star"."""
+    words = [rng.choice(SIZE_NAMES)] if rng.random() < 0.5 else []
+    words += [rng.choice(COLOUR_NAMES)] if rng.random() < 0.5 else []
+    return "the " + " ".join([*words, rng.choice(KINDS)])
 
 
 def _copy_pair(rng: random.Random) -> str:
     """One question about a shape no text describes, answered by restating what it asks about."""
     draw = rng.random()
     if draw < 0.35:
-        ref = rng.choice(
-            [
-                f"the {rng.choice(KINDS)}",
-                f"the {rng.choice(SIZE_NAMES)} {rng.choice(KINDS)}",
-                f"the shape {position_phrase(rng.choice(POSITIONS))}",
-            ]
-        )
+        ref = _copy_subject(rng)
         question = rng.choice(COLOUR_QUESTIONS).format(ref=ref)
         return f"Question: {question} Answer: {capitalise(ref)} is the one we ask about."
-    if draw < 0.6:
-        ref = rng.choice(
-            [
-                f"the {rng.choice(COLOUR_NAMES)} shape",
-                f"the {rng.choice(SIZE_NAMES)} {rng.choice(COLOUR_NAMES)} shape",
-                f"the shape {position_phrase(rng.choice(POSITIONS))}",
-            ]
-        )
-        question = rng.choice(KIND_QUESTIONS).format(ref=ref)
-        return f"Question: {question} Answer: {capitalise(ref)}."
-    if draw < 0.8:
+    if draw < 0.55:
         colour = rng.choice(COLOUR_NAMES)
         question = rng.choice(COLOUR_COUNT_QUESTIONS).format(colour=colour)
         return f"Question: {question} Answer: The number of {colour} shapes is what we count."
-    kinds = plural(rng.choice(KINDS), 2)
-    question = rng.choice(KIND_COUNT_QUESTIONS).format(kinds=kinds)
-    return f"Question: {question} Answer: The number of {kinds} is what we count."
+    if draw < 0.75:
+        kinds = plural(rng.choice(KINDS), 2)
+        question = rng.choice(KIND_COUNT_QUESTIONS).format(kinds=kinds)
+        return f"Question: {question} Answer: The number of {kinds} is what we count."
+    ref = _copy_subject(rng)
+    return f"Question: {rng.choice(_KIND_COPY_QUESTIONS).format(ref=ref)} Answer: {capitalise(ref)}."
 
 
 def copy_lines(rng: random.Random, n: int) -> list[str]:
-    """`n` lines of 2-3 questions about shapes no text describes, each answered by restating the shape, colour or
-    kind it names ("Question: What colour is the large star? Answer: The large star is the one we ask about.").
+    """`n` lines of PAIRS_PER_LINE questions about shapes no text describes, each answered by restating the
+    shape, colour or kind it names ("Question: What colour is the large star? Answer: The large star is the one
+    we ask about.").
 
     Only copying from the question predicts these answers. They stand in for the copying a pretrained LLaMA
     brings: a base pretrained without them names another shape than the one asked about in about half its
-    answers, taking the referent from the image (experiments/README.md, "Copy lines in the plain text")."""
-    return [" ".join(_copy_pair(rng) for _ in range(rng.randint(2, 3))) for _ in range(n)]
+    answers, taking the referent from the image (experiments/README.md, "Copy lines in the plain text"). Their
+    subjects are drawn freely; subjects in the held-out questions' own forms ("the red shape", "the shape on
+    the left") taught the tuned model less (same section)."""
+    return [" ".join(_copy_pair(rng) for _ in range(PAIRS_PER_LINE)) for _ in range(n)]
 
 
 def arithmetic_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]]], n: int) -> list[str]:
-    """`n` lines of 2-3 arithmetic questions on the `allowed` operand pairs, each answered as the instruction data
-    answers it, by restating the operation and its result ("Question: Subtract 3 from 18. Answer: 18 minus 3
-    equals 15."). Beside the copy lines they keep held-out arithmetic, which copy lines alone cost."""
+    """`n` lines of PAIRS_PER_LINE arithmetic questions on the `allowed` operand pairs, each answered as the
+    instruction data answers it, by restating the operation and its result ("Question: Subtract 3 from 18.
+    Answer: 18 minus 3 equals 15."). Beside the copy lines they keep held-out arithmetic, which copy lines alone
+    cost."""
     lines = []
     for _ in range(n):
         pairs = []
-        for _ in range(rng.randint(2, 3)):
+        for _ in range(PAIRS_PER_LINE):
             item = language_task(rng.choice(("sum", "difference")), rng, allowed)
             pairs.append(f"Question: {item.question} Answer: {item.response}")
         lines.append(" ".join(pairs))

@@ -26,8 +26,8 @@ from mmgpt.synth.vocab import COLOUR_NAMES, KINDS, POSITIONS, SIZE_NAMES, WORD_L
 
 COUNT_SPACE: list[str] = [str(i) for i in range(7)]
 
-#: Phrasings of the questions that name what they ask about (a colour, a kind, a shape's referent), shared
-#: with the pretraining text's copy lines (`mmgpt.synth.pretrain.copy_lines`).
+#: Phrasings of the questions that name what they ask about (a colour, a kind, a shape's referent); the colour
+#: and count phrasings are shared with the pretraining text's copy lines (`mmgpt.synth.pretrain.copy_lines`).
 COLOUR_COUNT_QUESTIONS = (
     "How many {colour} shapes are there?",
     "How many {colour} shapes can you see?",
