@@ -12,9 +12,12 @@ question can tell, and a model that ignores the question ranks the asked word fi
 guessing (one in five kinds, one in six colours). Without an image, the question is all the context there is: a
 model that copies from its context there but not after a blank image lets the image override the question. A
 last table tries plain prompts that only copying completes ("The star is red. The star is at the top. The"), as
-text and after a blank image.
+text and after a blank image. With `--pretraining-format` the questions are rendered as the pretraining corpus
+writes questions ("<image>Question: Q Answer: <reference cut after the word>"), not with the chat template: for an
+untuned base, to see whether it copies in the text it was trained on.
 
     python experiments/referent_probe.py [--model DIR] [--world runs/demo/world] [--limit 600]
+        [--pretraining-format]
 
 The default model is the demo's tuned model, runs/demo/model (run `mmgpt demo` first).
 """
@@ -93,6 +96,24 @@ def candidate_logprobs(model, image, prompt_ids: list[int], continuations: list[
     return scored_logprobs(model, image, rows, len(prompt_ids))
 
 
+def pretraining_rows(
+    tokenizer, question: str, num_images: int, continuations: list[str]
+) -> tuple[list[int], list[list[int]]]:
+    """(prompt ids, one row of ids per continuation) for the pretraining corpus' question format: BOS, then
+    "<image>" per image, "Question: `question` Answer:" and " `continuation`", encoded as the pretraining encodes a
+    line. Raises ValueError if a continuation would change how the prompt itself is split into tokens."""
+    from mmgpt.model.tokenizer import special_token_ids
+
+    bos = special_token_ids(tokenizer).bos
+    head = [bos] if bos is not None else []
+    prompt = "<image>" * num_images + f"Question: {question} Answer:"
+    prompt_ids = head + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    rows = [head + tokenizer(f"{prompt} {c}", add_special_tokens=False)["input_ids"] for c in continuations]
+    if any(row[: len(prompt_ids)] != prompt_ids for row in rows):
+        raise ValueError(f"a continuation merges with the end of the prompt {prompt!r}")
+    return prompt_ids, rows
+
+
 def image_holds(manifest) -> dict[str, dict[str, set[str]]]:
     """Per held-out image path (relative to the world), the colours and kinds its shapes have, from the world's
     `WorldManifest`."""
@@ -118,9 +139,13 @@ def condition_of(shown: str, asked: str, holds: set[str]) -> str:
     return "image with it and others" if len(holds) > 1 else "image with it alone"
 
 
-def run(model, world: Path, manifest, probes: list[Probe]) -> dict[str, dict[str, float]]:
+def run(
+    model, world: Path, manifest, probes: list[Probe], pretraining_format: bool = False
+) -> dict[str, dict[str, float]]:
     """Per attribute and condition (`condition_of`): probes, the share ranking the asked word first, uniform
-    guessing's share, and (where the image holds the asked value) the share of guessing among the image's."""
+    guessing's share, and (where the image holds the asked value) the share of guessing among the image's.
+    Questions are rendered with the chat template, or as the pretraining corpus writes them when
+    `pretraining_format` (`pretraining_rows`)."""
     from PIL import Image
     from tqdm import tqdm
 
@@ -139,8 +164,14 @@ def run(model, world: Path, manifest, probes: list[Probe]) -> dict[str, dict[str
             for n in (0, 1)
         ]
         for condition, shown in (("image", image), ("blank", blank), ("none", None)):
-            prompt = prompts[shown is not None]
-            scores = candidate_logprobs(model, shown, prompt, probe.prefixes)
+            if pretraining_format:
+                question = probe.item["question"]
+                prompt, rows = pretraining_rows(
+                    model.tokenizer, question, int(shown is not None), probe.prefixes
+                )
+                scores = scored_logprobs(model, shown, rows, len(prompt))
+            else:
+                scores = candidate_logprobs(model, shown, prompts[shown is not None], probe.prefixes)
             key = f"{probe.attribute}, {condition_of(condition, probe.value, present)}"
             row = tally.setdefault(key, {"probes": 0, "first": 0, "guess": 0, "among": 0})
             row["probes"] += 1
@@ -199,6 +230,11 @@ def main() -> None:
         "--limit", type=int, default=600, help="held-out questions read (the probes come from them)"
     )
     parser.add_argument("--json", default=None, help="also write the table here")
+    parser.add_argument(
+        "--pretraining-format",
+        action="store_true",
+        help='render questions as the pretraining text does ("Question: ... Answer: ..."), not as chat prompts',
+    )
     args = parser.parse_args()
 
     world, manifest = open_world(args.world)
@@ -208,7 +244,7 @@ def main() -> None:
     model_dir, model = load_probed_model(args.model)
     items = [json.loads(line) for line in heldout.read_text().splitlines() if line.strip()]
     items = [x for x in items if x["kind"] in ("counting", "color")][: args.limit]
-    table = run(model, world, manifest, build_probes(items))
+    table = run(model, world, manifest, build_probes(items), args.pretraining_format)
     print(f"model {model_dir}")
     print(
         f"{'named in the question, image shown':<44}{'probes':>8}{'asked first':>13}{'guessing':>10}"

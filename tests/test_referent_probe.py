@@ -60,3 +60,22 @@ def test_conditions_tell_the_image_holding_others_from_the_rest(probe):
     assert probe.condition_of("image", "star", {"star"}) == "image with it alone"
     assert probe.condition_of("image", "star", {"star", "circle"}) == "image with it and others"
     assert probe.condition_of("image", "star", {"circle"}) == "image without it"
+
+
+def test_pretraining_rows_share_the_prompt_and_end_with_each_continuation(probe, tiny_tokenizer):
+    from mmgpt.model.tokenizer import special_token_ids
+
+    ids = special_token_ids(tiny_tokenizer)
+    prompt, rows = probe.pretraining_rows(
+        tiny_tokenizer, "What colour is the star?", 1, ["The star", "The circle"]
+    )
+    assert prompt[0] == ids.bos and prompt.count(ids.media) == 1
+    assert tiny_tokenizer.decode(prompt[1:], skip_special_tokens=True).strip() == (
+        "Question: What colour is the star? Answer:"
+    )
+    for row, continuation in zip(rows, ["The star", "The circle"], strict=True):
+        assert row[: len(prompt)] == prompt
+        assert tiny_tokenizer.decode(row[len(prompt) :]).strip() == continuation
+    # without an image: the same text, no media token
+    plain, _ = probe.pretraining_rows(tiny_tokenizer, "What colour is the star?", 0, ["The star"])
+    assert ids.media not in plain and plain[1:] == prompt[2:]
