@@ -17,6 +17,9 @@ from pathlib import Path
 
 # The libraries whose versions can change what a run computes or reads.
 PACKAGES = ("torch", "transformers", "tokenizers", "peft", "pillow", "numpy")
+# CPU instruction sets that bf16 matrix kernels may use; torch's capability string ("AVX512") does not tell them
+# apart, and a machine with and one without them compute bf16 products differently.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
 
 
 def cpu_model() -> str:
@@ -29,9 +32,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_flags(names: tuple[str, ...] = BF16_CPU_FLAGS, cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """Those of `names` that the first CPU's "flags" line in `cpuinfo` lists, in the order of `names`; an empty
+    list when the file is missing (not Linux) or has no flags line."""
+    if not cpuinfo.exists():
+        return []
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith("flags") and ":" in line:
+            present = set(line.split(":", 1)[1].split())
+            return [name for name in names if name in present]
+    return []
+
+
 def environment() -> dict[str, object]:
-    """Python, OS/architecture, CPU model, the kernels torch dispatches to on this CPU (e.g. "AVX512"), its
-    intra-op thread count, and the installed versions of `PACKAGES` ("not installed" when missing)."""
+    """Python, OS/architecture, CPU model, the kernels torch dispatches to on this CPU (e.g. "AVX512"), which of
+    `BF16_CPU_FLAGS` the CPU has, torch's intra-op thread count, and the installed versions of `PACKAGES` ("not
+    installed" when missing)."""
     import torch
 
     versions = {}
@@ -45,6 +61,7 @@ def environment() -> dict[str, object]:
         "platform": f"{platform.system()} {platform.machine()}",
         "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_flags": cpu_flags(),
         "threads": torch.get_num_threads(),
         "packages": versions,
     }

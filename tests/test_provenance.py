@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from mmgpt.provenance import PACKAGES, environment, fingerprint
+from mmgpt.provenance import PACKAGES, cpu_flags, environment, fingerprint
 
 
 def _tree(root):
@@ -51,4 +51,18 @@ def test_environment_names_versions_and_cpu():
     assert set(env["packages"]) == set(PACKAGES)
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert env["threads"] == torch.get_num_threads()
+    assert env["cpu_bf16_flags"] == cpu_flags()
     assert env["cpu"] and env["python"].count(".") == 2
+
+
+def test_cpu_flags_reads_the_first_flags_line(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu sse2 amx_tile avx512_bf16 avx2\n\n"
+        "processor\t: 1\nflags\t\t: fpu amx_bf16\n"
+    )
+    assert cpu_flags(cpuinfo=cpuinfo) == ["avx512_bf16", "amx_tile"]
+    assert cpu_flags(("avx2", "sse4_2"), cpuinfo=cpuinfo) == ["avx2"]
+    assert cpu_flags(cpuinfo=tmp_path / "missing") == []
+    cpuinfo.write_text("processor\t: 0\n")
+    assert cpu_flags(cpuinfo=cpuinfo) == []
