@@ -103,11 +103,21 @@ def save_model_dir(
             else {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         )
         model.lang_encoder.save_pretrained(str(adapter_dir), state_dict=lm_state)
+        _sort_target_modules(adapter_dir / "adapter_config.json")
     elif adapter_dir.exists():
         import shutil
 
         shutil.rmtree(adapter_dir)
     return directory
+
+
+def _sort_target_modules(config_path: Path) -> None:
+    """Rewrite peft's adapter config with `target_modules` sorted: peft keeps them in a set and writes them in
+    the string-hash order of the process, so two identical runs wrote different files (and fingerprints)."""
+    config = json.loads(config_path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _weight_files(directory: Path) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -204,6 +205,9 @@ def test_save_and_load_round_trip_with_adapters(tmp_path, make_tiny_model):
         torch.testing.assert_close(loaded(_vision(0), ids).logits, model(_vision(0), ids).logits)
     assert loaded.tokenizer is not None and loaded.image_processor is not None
     assert loaded.config.lora["r"] == 4
+    # peft keeps the targets in a set; written sorted, two identical runs write identical files
+    targets = json.loads((tmp_path / "m" / "adapter" / "adapter_config.json").read_text())["target_modules"]
+    assert len(targets) > 2 and targets == sorted(targets)
 
 
 def test_adapters_merged_on_load_give_the_same_model(tmp_path, make_tiny_model):
