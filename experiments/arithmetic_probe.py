@@ -43,15 +43,15 @@ def sentence(op: str, phrasing: str | None, a: int | str, b: int | str, n: int |
 
 def pair_groups(seed: int, per_group: int) -> dict[tuple[str, str], list[tuple[int, int]]]:
     """Up to `per_group` operand pairs per (operation, "trained" | "held out"), drawn reproducibly."""
-    from mmgpt.synth.knowledge import arithmetic_pairs, reserved_pairs
+    from mmgpt.synth.knowledge import allowed_pairs, reserved_pairs
 
     reserved = reserved_pairs(seed)
+    allowed = allowed_pairs(reserved)
     rng = random.Random(f"{seed}-arithmetic-probe")
     groups = {}
     for op in ("sum", "difference"):
         held = sorted(reserved[op])
-        trained = [p for p in arithmetic_pairs(op) if p not in reserved[op]]
-        for name, pool in (("trained", trained), ("held out", held)):
+        for name, pool in (("trained", allowed[op]), ("held out", held)):
             groups[(op, name)] = rng.sample(pool, min(per_group, len(pool)))
     return groups
 

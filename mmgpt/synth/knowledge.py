@@ -124,6 +124,12 @@ def reserved_pairs(seed: int, fraction: float = 0.12) -> dict[str, set[tuple[int
     return out
 
 
+def allowed_pairs(reserved: dict[str, set[tuple[int, int]]]) -> dict[str, list[tuple[int, int]]]:
+    """Per operation, the operand pairs training may use: those of `arithmetic_pairs` not in `reserved` (see
+    `reserved_pairs`), in `arithmetic_pairs` order."""
+    return {op: [p for p in arithmetic_pairs(op) if p not in held] for op, held in reserved.items()}
+
+
 def _a(word: str) -> str:
     return with_article(word).capitalize()
 

@@ -13,7 +13,6 @@ from mmgpt.synth import descriptions as D
 from mmgpt.synth.knowledge import (
     SHAPE_FACTS,
     WORDS,
-    arithmetic_pairs,
     arithmetic_statement,
     kb_facts,
     language_task,
@@ -171,9 +170,9 @@ def arithmetic_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]
     return lines
 
 
-def text_lines(rng: random.Random, reserved: dict[str, set[tuple[int, int]]], repeats: int = 1) -> list[dict]:
-    """Plain-text lines {"text"}, shuffled: `repeats` times the knowledge-base facts, arithmetic (never the
-    reserved pairs), word facts and prose, then per repeat COPY_LINES_PER_REPEAT copy lines and
+def text_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]]], repeats: int = 1) -> list[dict]:
+    """Plain-text lines {"text"}, shuffled: `repeats` times the knowledge-base facts, arithmetic (on the
+    `allowed` operand pairs only, see `knowledge.allowed_pairs`), word facts and prose, then per repeat COPY_LINES_PER_REPEAT copy lines and
     ARITHMETIC_LINES_PER_REPEAT worked-arithmetic lines."""
     lines: list[str] = []
     facts = kb_facts()
@@ -182,9 +181,7 @@ def text_lines(rng: random.Random, reserved: dict[str, set[tuple[int, int]]], re
         lines += [" ".join(facts[i : i + 4]) for i in range(0, len(facts), 4)]
         statements = []
         for op in ("sum", "difference"):
-            for a, b in arithmetic_pairs(op):
-                if (a, b) not in reserved[op]:
-                    statements.append(arithmetic_statement(op, a, b))
+            statements += [arithmetic_statement(op, a, b) for a, b in allowed[op]]
         rng.shuffle(statements)
         lines += [" ".join(statements[i : i + 5]) for i in range(0, len(statements), 5)]
         lines += [_word_facts(w) for w in WORDS]
@@ -195,7 +192,6 @@ def text_lines(rng: random.Random, reserved: dict[str, set[tuple[int, int]]], re
                 f"Two {plural(kind, 2)} together have {2 * c} corners."
             )
         lines += PROSE
-    allowed = {op: [p for p in arithmetic_pairs(op) if p not in reserved[op]] for op in reserved}
     lines += copy_lines(rng, COPY_LINES_PER_REPEAT * repeats)
     lines += arithmetic_lines(rng, allowed, ARITHMETIC_LINES_PER_REPEAT * repeats)
     rng.shuffle(lines)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mmgpt.errors import ConfigError
 from mmgpt.synth import heldout, pretrain, records
-from mmgpt.synth.knowledge import TRAIN_TASKS, arithmetic_pairs, knowledge_base, reserved_pairs
+from mmgpt.synth.knowledge import TRAIN_TASKS, allowed_pairs, knowledge_base, reserved_pairs
 from mmgpt.synth.recipes import recipe_texts
 from mmgpt.synth.render import encode_jpeg, render
 from mmgpt.synth.scene import Scene, sample_scene
@@ -249,7 +249,7 @@ def generate_world(
     )
 
     reserved = reserved_pairs(seed)
-    allowed = {op: [p for p in arithmetic_pairs(op) if p not in reserved[op]] for op in reserved}
+    allowed = allowed_pairs(reserved)
     dolly_rng, alpaca_rng = stream("dolly"), stream("alpaca")
     w.jsonl(
         "dolly/dolly.jsonl", [records.dolly(dolly_rng, TRAIN_TASKS, allowed) for _ in range(cfg.n_language)]
@@ -264,7 +264,7 @@ def generate_world(
     interleaved = pretrain.interleaved_lines(train, llava_paths, stream("pretrain-interleaved"))
     # the statements twice per 1000 training images: they then make about half the plain text beside the
     # question-and-answer lines (their share in the recipe measured in experiments/README.md)
-    text = pretrain.text_lines(stream("pretrain-text"), reserved, repeats=2 * max(1, cfg.n_train // 1000))
+    text = pretrain.text_lines(stream("pretrain-text"), allowed, repeats=2 * max(1, cfg.n_train // 1000))
     w.jsonl("pretrain/interleaved.jsonl", interleaved)
     w.jsonl("pretrain/text.jsonl", text)
     counts["pretrain_interleaved"], counts["pretrain_text"] = len(interleaved), len(text)
