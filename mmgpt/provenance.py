@@ -22,26 +22,30 @@ PACKAGES = ("torch", "transformers", "tokenizers", "peft", "pillow", "numpy")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
 
 
-def cpu_model() -> str:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo_value(key: str, cpuinfo: Path) -> str | None:
+    """The value of the first `key: value` line of `cpuinfo` (the first CPU's), or None when the file is missing
+    (not Linux) or has no such line."""
+    if not cpuinfo.exists():
+        return None
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith(key) and ":" in line:
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` reports, else "unknown"."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name") and ":" in line:
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
+    return _cpuinfo_value("model name", cpuinfo) or platform.processor() or platform.machine() or "unknown"
 
 
-def cpu_flags(names: tuple[str, ...] = BF16_CPU_FLAGS, cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+def cpu_flags(names: tuple[str, ...] = BF16_CPU_FLAGS, cpuinfo: Path = CPUINFO) -> list[str]:
     """Those of `names` that the first CPU's "flags" line in `cpuinfo` lists, in the order of `names`; an empty
     list when the file is missing (not Linux) or has no flags line."""
-    if not cpuinfo.exists():
-        return []
-    for line in cpuinfo.read_text(errors="replace").splitlines():
-        if line.startswith("flags") and ":" in line:
-            present = set(line.split(":", 1)[1].split())
-            return [name for name in names if name in present]
-    return []
+    present = set((_cpuinfo_value("flags", cpuinfo) or "").split())
+    return [name for name in names if name in present]
 
 
 def environment() -> dict[str, object]:
