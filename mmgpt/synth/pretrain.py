@@ -8,6 +8,7 @@ question-and-answer text whose answers restate their question (copy lines and wo
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from mmgpt.synth import descriptions as D
 from mmgpt.synth.knowledge import (
@@ -123,23 +124,31 @@ def _copy_subject(rng: random.Random) -> str:
     return "the " + " ".join([*words, rng.choice(KINDS)])
 
 
-def _copy_pair(rng: random.Random) -> str:
-    """One question about a shape no text describes, answered by restating what it asks about."""
+def _copy_pair(rng: random.Random) -> tuple[str, str]:
+    """One question about a shape no text describes and its answer, which restates what the question asks about."""
     draw = rng.random()
     if draw < 0.35:
         ref = _copy_subject(rng)
         question = rng.choice(COLOUR_QUESTIONS).format(ref=ref)
-        return f"Question: {question} Answer: {capitalise(ref)} is the one we ask about."
+        return question, f"{capitalise(ref)} is the one we ask about."
     if draw < 0.55:
         colour = rng.choice(COLOUR_NAMES)
         question = rng.choice(COLOUR_COUNT_QUESTIONS).format(colour=colour)
-        return f"Question: {question} Answer: The number of {colour} shapes is what we count."
+        return question, f"The number of {colour} shapes is what we count."
     if draw < 0.75:
         kinds = plural(rng.choice(KINDS), 2)
         question = rng.choice(KIND_COUNT_QUESTIONS).format(kinds=kinds)
-        return f"Question: {question} Answer: The number of {kinds} is what we count."
+        return question, f"The number of {kinds} is what we count."
     ref = _copy_subject(rng)
-    return f"Question: {rng.choice(_KIND_COPY_QUESTIONS).format(ref=ref)} Answer: {capitalise(ref)}."
+    return rng.choice(_KIND_COPY_QUESTIONS).format(ref=ref), f"{capitalise(ref)}."
+
+
+def _question_lines(n: int, draw_pair: Callable[[], tuple[str, str]]) -> list[str]:
+    """`n` lines of PAIRS_PER_LINE "Question: … Answer: …" pairs, each pair from `draw_pair()`."""
+    return [
+        " ".join(f"Question: {q} Answer: {a}" for q, a in (draw_pair() for _ in range(PAIRS_PER_LINE)))
+        for _ in range(n)
+    ]
 
 
 def copy_lines(rng: random.Random, n: int) -> list[str]:
@@ -152,7 +161,7 @@ def copy_lines(rng: random.Random, n: int) -> list[str]:
     answers, taking the referent from the image (experiments/README.md, "Copy lines in the plain text"). Their
     subjects are drawn freely; subjects in the held-out questions' own forms ("the red shape", "the shape on
     the left") taught the tuned model less (same section)."""
-    return [" ".join(_copy_pair(rng) for _ in range(PAIRS_PER_LINE)) for _ in range(n)]
+    return _question_lines(n, lambda: _copy_pair(rng))
 
 
 def arithmetic_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]]], n: int) -> list[str]:
@@ -160,20 +169,18 @@ def arithmetic_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]
     instruction data answers it, by restating the operation and its result ("Question: Subtract 3 from 18.
     Answer: 18 minus 3 equals 15."). Beside the copy lines they keep held-out arithmetic, which copy lines alone
     cost."""
-    lines = []
-    for _ in range(n):
-        pairs = []
-        for _ in range(PAIRS_PER_LINE):
-            item = language_task(rng.choice(("sum", "difference")), rng, allowed)
-            pairs.append(f"Question: {item.question} Answer: {item.response}")
-        lines.append(" ".join(pairs))
-    return lines
+
+    def pair() -> tuple[str, str]:
+        item = language_task(rng.choice(("sum", "difference")), rng, allowed)
+        return item.question, item.response
+
+    return _question_lines(n, pair)
 
 
 def text_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]]], repeats: int = 1) -> list[dict]:
     """Plain-text lines {"text"}, shuffled: `repeats` times the knowledge-base facts, arithmetic (on the
-    `allowed` operand pairs only, see `knowledge.allowed_pairs`), word facts and prose, then per repeat COPY_LINES_PER_REPEAT copy lines and
-    ARITHMETIC_LINES_PER_REPEAT worked-arithmetic lines."""
+    `allowed` operand pairs only, see `knowledge.allowed_pairs`), word facts and prose, then per repeat
+    COPY_LINES_PER_REPEAT copy lines and ARITHMETIC_LINES_PER_REPEAT worked-arithmetic lines."""
     lines: list[str] = []
     facts = kb_facts()
     for _ in range(repeats):
