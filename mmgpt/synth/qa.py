@@ -60,17 +60,6 @@ def _words(rng: random.Random) -> bool:
     return rng.random() < 0.33
 
 
-def _count_response(n: int, noun: str, rng: random.Random, places: list[str]) -> str:
-    """ "There is/are N <noun> <place>." with N in digits, one of `places` drawn by `rng` (the total count's
-    answer, stated as the pretraining text states it; the base reads totals off an image well in that form).
-
-    The draw of an unused words-or-digits choice keeps the random stream, and so every other question and
-    answer of the world, as it was.
-    """
-    _words(rng)
-    return f"There {be(n)} {count_phrase(n, noun)} {rng.choice(places)}."
-
-
 def total_statement(n: int) -> str:
     """ "There are 3 shapes.": the pretraining text's statement of how many shapes an image holds."""
     return f"There {be(n)} {count_phrase(n, 'shape')}."
@@ -94,7 +83,14 @@ def _referent_count_response(n: int, noun: str, rng: random.Random, places: list
 
 # ---- counting ---------------------------------------------------------------------------------------------
 def count_total(scene: Scene, rng: random.Random) -> QA:
-    """How many shapes in total."""
+    """How many shapes in total, answered as the counts of one colour or kind are ("The number of shapes is 3.").
+
+    With totals answered "There are 3 shapes in the image." and the other counts "The number of red shapes is 2.",
+    tuned models often answered a total's question in the other form, with a colour the question does not name
+    and the commonest count ("How many shapes can you see?" -> "The number of blue shapes is 1."): 72-78 of the
+    78 held-out totals with tuning seed 1 on four bases (experiments/README.md, "Totals in the form of the other
+    counts"). One form for every count leaves only its noun to choose.
+    """
     n = len(scene.shapes)
     question = rng.choice(
         [
@@ -104,7 +100,7 @@ def count_total(scene: Scene, rng: random.Random) -> QA:
             "How many objects are in this image?",
         ]
     )
-    response = _count_response(n, "shape", rng, ["in the image", "in the picture", "in all"])
+    response = _referent_count_response(n, "shape", rng, ["in the image", "in the picture", "in all"])
     return QA("counting", question, str(n), COUNT_SPACE, response)
 
 
