@@ -60,8 +60,13 @@ def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> SpecialTokenIds:
     )
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
+def train_bpe_tokenizer(
+    texts: Iterable[str], vocab_size: int = 1000, split_digits: bool = False
+) -> PreTrainedTokenizerFast:
     """Train a small byte-level BPE tokenizer with LLaMA-like specials (`<s>`, `</s>`, `<unk>`) on `texts`.
+
+    With `split_digits` every digit is a token of its own, as in LLaMA's tokenizer, so that "13" is "1" "3"
+    whatever the training text's frequencies: a model then meets every number through the same ten digits.
 
     Used for tiny test models and the synthetic world's base model, where no pretrained tokenizer can be
     downloaded. Returns a tokenizer *without* the Flamingo tokens (call `add_flamingo_special_tokens`).
@@ -70,7 +75,12 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrai
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     core = Tokenizer(models.BPE(unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if split_digits
+        else byte_level
+    )
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

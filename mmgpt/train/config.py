@@ -27,6 +27,8 @@ class ModelSection:
     media_attention: str = "immediate"
     tiny: dict[str, Any] | None = None
     tokenizer_vocab_size: int = 2000
+    # true: a tiny model's own tokenizer gives each digit a token, as LLaMA's does (experiments/README.md)
+    tokenizer_split_digits: bool = False
 
 
 @dataclass

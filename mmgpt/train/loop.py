@@ -201,8 +201,11 @@ def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
         *templates.CAPTION_INSTRUCTIONS,
     ]
     texts += fixed * 50 + _instruction_texts(world)
-    tokenizer = train_bpe_tokenizer(texts, vocab_size=config.model.tokenizer_vocab_size)
-    return tokenizer
+    return train_bpe_tokenizer(
+        texts,
+        vocab_size=config.model.tokenizer_vocab_size,
+        split_digits=config.model.tokenizer_split_digits,
+    )
 
 
 def _instruction_texts(world: Path) -> list[str]:

@@ -271,6 +271,21 @@ def test_tokenizer_special_tokens_follow_openflamingo_order():
     assert add_flamingo_special_tokens(tok) == ids and len(tok) == base + 3
 
 
+def test_tiny_tokenizer_gives_every_digit_a_token_like_llama():
+    from mmgpt.model.tokenizer import train_bpe_tokenizer
+
+    # numbers frequent enough that BPE merges them into single tokens when left to itself
+    texts = [f"{a} plus {b} equals {a + b}." for a in range(21) for b in range(21)] * 3
+    text = "13 plus 17 equals 30."
+    split = train_bpe_tokenizer(texts, vocab_size=300, split_digits=True)
+    merged = train_bpe_tokenizer(texts, vocab_size=300)
+    for tok in (split, merged):
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    split_tokens = split.tokenize(text)
+    assert [t for t in split_tokens if any(c.isdigit() for c in t)] == list("131730")
+    assert any(sum(c.isdigit() for c in t) > 1 for t in merged.tokenize(text))
+
+
 def test_lora_input_casts_left_to_autocast_change_nothing(make_tiny_model):
     """bf16 frozen weights + fp32 adapters under autocast: same loss and adapter gradients without peft's casts."""
     from mmgpt.model.precision import cast_frozen_parameters, skip_lora_input_casts
