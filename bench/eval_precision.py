@@ -1,7 +1,8 @@
 """Held-out evaluation in fp32 vs bf16: the seconds it takes and the metrics it gives.
 
-The demo evaluates its tuned model and its base in bf16 (`mmgpt.demo.EVAL_DTYPE`), the precision both trained in
-under autocast. This measures what that buys on this machine and how far each metric moves. Every model given
+The demo evaluates its tuned model and its base in the precision both trained in (`mmgpt.demo.EVAL_DTYPE`,
+"auto": bf16 where the CPU multiplies bf16 in hardware, else fp32). This measures what bf16 buys or costs on
+this machine and how far each metric moves. Every model given
 answers the same held-out items with the demo's settings (batch, new tokens, greedy, adapters folded in) in each
 precision, alternating `--rounds` times in one process; the median seconds and the metrics are printed.
 

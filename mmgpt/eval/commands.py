@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from mmgpt.infer.commands import DTYPE_CHOICES, DTYPE_HELP
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `mmgpt eval`."""
@@ -29,10 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16"],
+        choices=DTYPE_CHOICES,
         default=None,
-        help="compute dtype (default: as saved); bfloat16 is the precision the demo's models train in and "
-        "answers faster on CPUs with bf16 matrix units",
+        help=DTYPE_HELP,
     )
     p.add_argument("--out", help="write the JSON report here")
     p.add_argument(

@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+# The `--dtype` of every command that loads a model to answer with it (chat, web, serve, eval).
+DTYPE_CHOICES = ["float32", "bfloat16", "auto"]
+DTYPE_HELP = (
+    "compute dtype (default: as saved); bfloat16 answers faster on GPUs and on CPUs with bf16 matrix units "
+    "(AMX, AVX512-BF16) and slower on other CPUs, which emulate it; auto picks bfloat16 where it is native, "
+    "else float32"
+)
+
 
 def add_generation_flags(p: argparse.ArgumentParser) -> None:
     """Generation options shared by the chat, web and serve commands."""
@@ -18,9 +26,7 @@ def add_generation_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--repetition-penalty", type=float, default=1.0)
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--seed", type=int, default=None)
-    p.add_argument(
-        "--dtype", choices=["float32", "bfloat16"], default=None, help="compute dtype (default: as saved)"
-    )
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default=None, help=DTYPE_HELP)
 
 
 def generation_options(args: argparse.Namespace) -> dict:

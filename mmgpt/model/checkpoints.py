@@ -167,7 +167,8 @@ def load_model(
     re-attached (unmerged) when the directory has them, or folded into the weights with `merge_adapters`: the
     same function up to rounding, without the adapters' extra products in every layer (the demo's tuned model
     answered its held-out items 1.6x faster merged on 2 CPU cores: bench/merged_generation.py). `dtype` may be
-    a torch dtype or "float32"/"bfloat16"/... Missing or unexpected weights are an error naming them.
+    a torch dtype, "float32"/"bfloat16"/..., or "auto" (bf16 where the hardware multiplies it natively, else
+    fp32 on CPU: `mmgpt.model.precision.inference_dtype`). Missing or unexpected weights are an error naming them.
     """
     from transformers import AutoTokenizer
 
@@ -181,7 +182,9 @@ def load_model(
     lora_settings = config.lora
     config.lora = None
     if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
+        from mmgpt.model.precision import inference_dtype
+
+        dtype = getattr(torch, inference_dtype(dtype))
     # Skip random initialisation (every weight is loaded below) and build directly in the target dtype, so a
     # 9B model never exists in fp32 in memory.
     with no_init_weights(), _default_dtype(dtype if dtype is not None and dtype.is_floating_point else None):

@@ -6,6 +6,7 @@ import argparse
 import socket
 
 from mmgpt.errors import ConfigError
+from mmgpt.infer.commands import DTYPE_CHOICES, DTYPE_HELP
 
 
 def port_number(text: str) -> int:
@@ -53,14 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--allow-remote-images", action="store_true", help="let the server fetch http(s) image URLs"
     )
     p.add_argument("--allow-local-images", action="store_true", help="let requests name file:// images")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default=None, help=DTYPE_HELP)
     p.set_defaults(func=_serve)
 
     w = subparsers.add_parser("web", help="Gradio web page: upload an image and chat")
     w.add_argument("--model", required=True)
     w.add_argument("--host", default="127.0.0.1")
     w.add_argument("--port", type=port_number, default=7860)
-    w.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
+    w.add_argument("--dtype", choices=DTYPE_CHOICES, default=None, help=DTYPE_HELP)
     w.set_defaults(func=_web)
 
 

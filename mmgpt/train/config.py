@@ -79,6 +79,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 @dataclass
 class PrecisionSection:
+    # "bf16", "fp16" (autocast), "fp32", or "auto": the fastest the training device computes in hardware (bf16 on
+    # GPUs and CPUs with bf16 matrix units, fp16 on older GPUs, fp32 on other CPUs; model/precision.py)
     dtype: str = "bf16"
     gradient_checkpointing: bool = False
     low_precision_frozen_weights: bool = True
@@ -141,6 +143,20 @@ class VisionPretrainSection:
 
 
 @dataclass
+class LanguagePretrainSection:
+    """Pretrain stage, tiny model only: first train the from-scratch decoder for `steps` steps on the world's
+    plain text alone (see mmgpt.train.language_pretrain), standing in for the text-only pretraining of the LLaMA
+    that OpenFlamingo starts from. Runs after the vision tower's pretraining, once per run directory. `steps: 0`
+    (the default) skips it."""
+
+    steps: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.01
+
+
+@dataclass
 class TrainConfig:
     """The whole run. `stage`: `instruct` (freeze + LoRA, joint VL + language: the paper) or `pretrain`."""
 
@@ -155,6 +171,7 @@ class TrainConfig:
     logging: LoggingSection = field(default_factory=LoggingSection)
     distributed: DistributedSection = field(default_factory=DistributedSection)
     vision_pretrain: VisionPretrainSection = field(default_factory=VisionPretrainSection)
+    language_pretrain: LanguagePretrainSection = field(default_factory=LanguagePretrainSection)
 
     def validate(self) -> TrainConfig:
         """Check ranges and combinations; raises ConfigError naming the dotted key."""
@@ -176,8 +193,8 @@ class TrainConfig:
             ),
             (
                 "precision.dtype",
-                self.precision.dtype in ("fp32", "bf16", "fp16"),
-                "must be fp32, bf16 or fp16",
+                self.precision.dtype in ("fp32", "bf16", "fp16", "auto"),
+                "must be fp32, bf16, fp16 or auto",
             ),
             ("logging.save_every", self.logging.save_every >= 1, "must be >= 1"),
             ("logging.keep_last", self.logging.keep_last >= 1, "must be >= 1"),
@@ -203,6 +220,9 @@ class TrainConfig:
             ("vision_pretrain.steps", self.vision_pretrain.steps >= 0, "must be >= 0"),
             ("vision_pretrain.batch_size", self.vision_pretrain.batch_size >= 1, "must be >= 1"),
             ("vision_pretrain.lr", self.vision_pretrain.lr > 0, "must be > 0"),
+            ("language_pretrain.steps", self.language_pretrain.steps >= 0, "must be >= 0"),
+            ("language_pretrain.batch_size", self.language_pretrain.batch_size >= 1, "must be >= 1"),
+            ("language_pretrain.lr", self.language_pretrain.lr > 0, "must be > 0"),
             (
                 "precision.dtype",
                 not (self.distributed.strategy == "deepspeed" and self.precision.dtype == "fp16"),
@@ -238,6 +258,11 @@ class TrainConfig:
             raise ConfigError(
                 "vision_pretrain.steps needs stage: pretrain and a model.tiny built from scratch "
                 "(it trains a new vision tower on the synthetic world's scene labels)"
+            )
+        if self.language_pretrain.steps and (self.stage != "pretrain" or self.model.tiny is None):
+            raise ConfigError(
+                "language_pretrain.steps needs stage: pretrain and a model.tiny built from scratch "
+                "(it trains a new decoder on the synthetic world's plain text)"
             )
         return self
 

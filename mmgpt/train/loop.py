@@ -18,14 +18,17 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from mmgpt.errors import ConfigError, MmgptError
+from mmgpt.model.precision import resolve_precision
 from mmgpt.train.checkpointing import list_checkpoints, load_checkpoint, save_checkpoint, staging_dir
 from mmgpt.train.config import TrainConfig
 from mmgpt.train.schedule import cosine_lambda
@@ -122,42 +125,86 @@ def apply_precision_settings(model: Any, config: TrainConfig) -> None:
 VISION_TOWER_FILE = "vision_tower.safetensors"
 
 
-def _prepare_vision_tower(model: Any, config: TrainConfig, run_dir: Path, device: torch.device) -> None:
-    """Pretrain the tiny model's vision tower on the world's scene labels (once per run directory: a resumed run
-    reloads `run_dir/vision_tower.safetensors`), then freeze it when `vision_pretrain.freeze` says so.
-
-    In a distributed run rank 0 trains it while the others wait, and every process loads the saved file.
-    """
+def _train_part_once(
+    part: nn.Module,
+    path: Path,
+    report: Path,
+    train: Callable[[], dict | None],
+    what: str,
+    device: torch.device,
+) -> None:
+    """Train `part` (a submodule) once per run directory and load it: unless `path` exists, rank 0 runs `train()`
+    (which trains `part` in place and returns a JSON-able report, or None) while the other ranks wait, writes the
+    report to `report` and `part`'s weights to `path` (atomically); a resumed run finds `path` and logs that it
+    reuses the pretrained `what`. Every process then loads `path` into `part`."""
     from safetensors.torch import load_file, save_file
 
-    from mmgpt.train.vision_pretrain import pretrain_vision_tower
-
-    settings = config.vision_pretrain
-    path = run_dir / VISION_TOWER_FILE
     if not path.exists():
         if not dist.is_initialized() or dist.get_rank() == 0:
-            scores = pretrain_vision_tower(
-                model.vision_encoder,
-                Path(config.data.world),
-                model.image_processor,
-                settings,
-                seed=config.seed,
-                device=device,
-                autocast_dtype=AUTOCAST.get(config.precision.dtype),
-                progress=config.logging.progress,
-            )
-            if scores:
-                (run_dir / "vision_tower.json").write_text(json.dumps(scores, indent=2) + "\n")
+            result = train()
+            if result:
+                report.write_text(json.dumps(result, indent=2) + "\n")
             staged = path.with_suffix(".tmp")
-            save_file({k: v.contiguous() for k, v in model.vision_encoder.state_dict().items()}, str(staged))
+            save_file({k: v.detach().contiguous() for k, v in part.state_dict().items()}, str(staged))
             staged.replace(path)
         if dist.is_initialized():
             dist.barrier()
     else:
-        logger.info("reusing the pretrained vision tower in %s", path)
-    model.vision_encoder.load_state_dict(load_file(str(path), device=str(device)))
+        logger.info("reusing the pretrained %s in %s", what, path)
+    part.load_state_dict(load_file(str(path), device=str(device)))
+
+
+def _prepare_vision_tower(model: Any, config: TrainConfig, run_dir: Path, device: torch.device) -> None:
+    """Pretrain the tiny model's vision tower on the world's scene labels (once per run directory: a resumed run
+    reloads `run_dir/vision_tower.safetensors`), then freeze it when `vision_pretrain.freeze` says so."""
+    from mmgpt.train.vision_pretrain import pretrain_vision_tower
+
+    settings = config.vision_pretrain
+    _train_part_once(
+        model.vision_encoder,
+        run_dir / VISION_TOWER_FILE,
+        run_dir / "vision_tower.json",
+        lambda: pretrain_vision_tower(
+            model.vision_encoder,
+            Path(config.data.world),
+            model.image_processor,
+            settings,
+            seed=config.seed,
+            device=device,
+            autocast_dtype=AUTOCAST.get(config.precision.dtype),
+            progress=config.logging.progress,
+        ),
+        "vision tower",
+        device,
+    )
     if settings.freeze:
         model.vision_encoder.requires_grad_(False)
+
+
+LANGUAGE_MODEL_FILE = "language_model.safetensors"
+
+
+def _prepare_language_model(model: Any, config: TrainConfig, run_dir: Path, device: torch.device) -> None:
+    """Pretrain the tiny model's decoder on the world's plain text (once per run directory: a resumed run
+    reloads `run_dir/language_model.safetensors`); it stays trainable for the Flamingo stage."""
+    from mmgpt.train.language_pretrain import pretrain_language_model
+
+    _train_part_once(
+        model.lang_encoder,
+        run_dir / LANGUAGE_MODEL_FILE,
+        run_dir / "language_model.json",
+        lambda: pretrain_language_model(
+            model,
+            Path(config.data.world),
+            config.language_pretrain,
+            lambda batch: _forward_loss(model, batch, device, config.precision.dtype),
+            max_length=config.data.max_length or 256,
+            seed=config.seed,
+            progress=config.logging.progress,
+        ),
+        "language model",
+        device,
+    )
 
 
 def _attention_kernel(config: TrainConfig) -> str:
@@ -289,9 +336,16 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
         if torch.cuda.is_available()
         else torch.device("cpu")
     )
+    requested = config.precision.dtype
+    config.precision.dtype = resolve_precision(requested, device)
+    if requested != config.precision.dtype:
+        logger.info("precision.dtype=%s: training in %s on %s", requested, config.precision.dtype, device)
+        config.validate()  # e.g. fp16 with DeepSpeed
     model = build_training_model(config, run_dir).to(device)
     if config.vision_pretrain.steps:
         _prepare_vision_tower(model, config, run_dir, device)
+    if config.language_pretrain.steps:
+        _prepare_language_model(model, config, run_dir, device)
     model.train()
     if rank:
         torch.manual_seed(config.seed + rank)  # rank 0 continues the stream a single-process run sees

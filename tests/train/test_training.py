@@ -21,6 +21,23 @@ from mmgpt.train.metrics import Trackers
 from tests.train.conftest import instruct_args, pretrain_overrides, torchrun_train
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_trains_in_what_the_cpu_computes_fast_and_records_it(
+    world, tmp_path, monkeypatch, native
+):
+    import yaml
+
+    from mmgpt.model import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    run = tmp_path / "run"
+    run_training(
+        load_train_config(None, pretrain_overrides(world, run, "precision.dtype=auto", "optim.max_steps=1"))
+    )
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["precision"]["dtype"] == ("bf16" if native else "fp32")
+
+
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown key optim.learning_rate"):
         load_train_config(None, ["model.path=x", "data.config=y", "optim.learning_rate=1"])
@@ -32,6 +49,8 @@ def test_config_errors_name_the_key(tmp_path):
         load_train_config(None, ["model.path=x", "data.config=y", "precision.compile_mode=fast"])
     with pytest.raises(ConfigError, match="distributed.strategy must be ddp, fsdp or deepspeed"):
         load_train_config(None, ["model.path=x", "data.config=y", "distributed.strategy=zero3"])
+    with pytest.raises(ConfigError, match="precision.dtype must be fp32, bf16, fp16 or auto"):
+        load_train_config(None, ["model.path=x", "data.config=y", "precision.dtype=fp64"])
     with pytest.raises(ConfigError, match="precision.attention must be auto, eager or sdpa"):
         load_train_config(None, ["model.path=x", "data.config=y", "precision.attention=flash"])
     (tmp_path / "c.yaml").write_text("model: {path: x}\ndata: {config: y, colour: red}\n")
