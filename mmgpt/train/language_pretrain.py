@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,25 +64,23 @@ def pretrain_language_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_lambda(settings.steps, settings.warmup_steps, 0.1)
     )
-    tail = max(1, settings.steps // 10)
-    recent: list[float] = []
+    recent: deque[float] = deque(maxlen=max(1, settings.steps // 10))
     with torch.random.fork_rng():  # the caller's random stream is left as it was
         torch.manual_seed(seed)
         model.train()
         bar = tqdm(range(settings.steps), desc="language model", unit="step", disable=not progress)
         for step in bar:
             loss = loss_fn(stream.next_batch())
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(
-                    f"non-finite loss ({loss.item()}) at language pretraining step {step + 1}"
-                )
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"non-finite loss ({value}) at language pretraining step {step + 1}")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            recent = (recent + [loss.item()])[-tail:]
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            recent.append(value)
+            bar.set_postfix(loss=f"{value:.3f}")
     if builder.skips.counts:
         logger.warning("language pretraining skipped lines: %s", builder.skips.summary())
     return {"steps": settings.steps, "final_loss": sum(recent) / len(recent)}
