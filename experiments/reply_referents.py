@@ -91,13 +91,20 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def read_demo_replies(description: str) -> tuple[argparse.Namespace, list[dict], dict[str, str]]:
+    """Parse `--replies` and `--world` from the command line (described by `description`) and read both: the
+    arguments, the world's held-out records and {item id: reply}."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--replies", default="runs/demo/eval_items.jsonl", help="the demo's per-item replies")
     parser.add_argument("--world", default="runs/demo/world", help="the world the replies answer")
     args = parser.parse_args()
     replies = {r["id"]: r["reply"] for r in read_jsonl(Path(args.replies)) if "id" in r and "reply" in r}
-    splits = split_replies(read_jsonl(Path(args.world) / "eval" / "heldout.jsonl"), replies)
+    return args, read_jsonl(Path(args.world) / "eval" / "heldout.jsonl"), replies
+
+
+def main() -> None:
+    args, items, replies = read_demo_replies(__doc__.splitlines()[0])
+    splits = split_replies(items, replies)
     print(
         f"{'question':<10}{'replies':>9}{'right':>8}{'name the asked subject':>24}{'right then':>12}{'right otherwise':>17}"
     )

@@ -132,7 +132,9 @@ class DistributedSection:
 class VisionPretrainSection:
     """Pretrain stage, synthetic world, tiny model only: first train the from-scratch vision tower for `steps`
     steps to parse the world's scenes (see mmgpt.train.vision_pretrain), standing in for CLIP's own pretraining;
-    with `freeze` it then stays frozen, as OpenFlamingo keeps CLIP frozen. `steps: 0` (the default) skips it."""
+    with `freeze` it then stays frozen, as OpenFlamingo keeps CLIP frozen. `steps: 0` (the default) skips it.
+    With `subset_counts` the tower also learns how many shapes of each colour and of each kind an image holds,
+    with `binding` which colour each kind of shape has and which kind each colour has."""
 
     steps: int = 0
     batch_size: int = 32
@@ -140,6 +142,8 @@ class VisionPretrainSection:
     warmup_steps: int = 30
     weight_decay: float = 0.05
     freeze: bool = True
+    subset_counts: bool = False
+    binding: bool = False
 
 
 @dataclass

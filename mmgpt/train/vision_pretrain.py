@@ -5,8 +5,10 @@ tower trained from scratch only through the language model's loss learns colours
 linear probe of its features on held-out images found the colours present but barely the kinds of shapes, and the
 tuned model read words at chance). So the synthetic base first trains its tower to parse scenes: every patch
 predicts the colour and kind of shape covering it and whether a shape's centre lies in it, and two
-attention-pooled summaries predict the written word and the number of shapes. The head is dropped afterwards;
-the perceiver reads the tower's patch features as it reads CLIP's.
+attention-pooled summaries predict the written word and the number of shapes (with `subset_counts`, one summary
+per colour and per kind predicts how many shapes have it; with `binding`, one per kind predicts the colour of
+that kind's shapes and one per colour the kind of that colour's). The head is dropped afterwards; the perceiver
+reads the tower's patch features as it reads CLIP's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ from mmgpt.data.dataset import load_image
 from mmgpt.errors import DataError
 from mmgpt.model.flamingo import patch_tokens
 from mmgpt.synth.scene import Scene
-from mmgpt.synth.scene_labels import NUM_COLOURS, NUM_COUNTS, NUM_KINDS, NUM_WORDS, scene_labels
+from mmgpt.synth.scene_labels import (
+    NUM_COLOUR_KINDS,
+    NUM_COLOURS,
+    NUM_COUNTS,
+    NUM_KIND_COLOURS,
+    NUM_KINDS,
+    NUM_WORDS,
+    scene_labels,
+)
+from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 from mmgpt.synth.world import WorldManifest
 from mmgpt.train.config import VisionPretrainSection
 from mmgpt.train.schedule import cosine_lambda
@@ -33,34 +44,69 @@ from mmgpt.train.schedule import cosine_lambda
 logger = logging.getLogger(__name__)
 
 TARGETS = ("colour", "kind", "centre", "word", "count")
+#: Per-image targets of `subset_counts`: how many shapes have each colour (B, len(COLOUR_NAMES)) and each kind.
+SUBSET_TARGETS = ("colour_count", "kind_count")
+#: Per-image targets of `binding`: the colour of each kind's shapes (B, len(KINDS)), the kind of each colour's.
+BINDING_TARGETS = ("kind_colour", "colour_kind")
+PATCH_TARGETS = ("colour", "kind", "centre")
 
 
 class SceneParsingHead(nn.Module):
     """Predicts `SceneLabels` from patch features (B, N, D): per-patch colour / kind / centre logits (B, N, C)
-    and, through two learned attention-pooling queries, word and count logits (B, C)."""
+    and, through learned attention-pooling queries, word and count logits (B, C). With `subset_counts`, one more
+    query per colour and per kind, whose pooled features one shared layer reads as that colour's or kind's count
+    (colour_count: (B, len(COLOUR_NAMES), NUM_COUNTS), kind_count: (B, len(KINDS), NUM_COUNTS)); with `binding`,
+    one more per kind and per colour reading the colour of that kind's shapes and the kind of that colour's
+    (kind_colour: (B, len(KINDS), NUM_KIND_COLOURS), colour_kind: (B, len(COLOUR_NAMES), NUM_COLOUR_KINDS))."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, subset_counts: bool = False, binding: bool = False):
         super().__init__()
+        self.subset_counts, self.binding = subset_counts, binding
         self.norm = nn.LayerNorm(width)
         self.colour = nn.Linear(width, NUM_COLOURS)
         self.kind = nn.Linear(width, NUM_KINDS)
         self.centre = nn.Linear(width, NUM_KINDS)
-        self.queries = nn.Parameter(torch.randn(2, width) * width**-0.5)
+        per_image = len(COLOUR_NAMES) + len(KINDS)
+        num_queries = 2 + (per_image if subset_counts else 0) + (per_image if binding else 0)
+        self.queries = nn.Parameter(torch.randn(num_queries, width) * width**-0.5)
         self.word = nn.Linear(width, NUM_WORDS)
         self.count = nn.Linear(width, NUM_COUNTS)
+        if subset_counts:
+            self.subset_count = nn.Linear(width, NUM_COUNTS)
+        if binding:
+            self.kind_colour = nn.Linear(width, NUM_KIND_COLOURS)
+            self.colour_kind = nn.Linear(width, NUM_COLOUR_KINDS)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The names of the targets this head predicts."""
+        return (
+            TARGETS
+            + (SUBSET_TARGETS if self.subset_counts else ())
+            + (BINDING_TARGETS if self.binding else ())
+        )
 
     def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         """patches (B, N, D) -> {target name: logits}."""
         h = self.norm(patches)
         weights = torch.softmax(torch.einsum("qd,bnd->bqn", self.queries, h) * h.shape[-1] ** -0.5, dim=-1)
         pooled = torch.einsum("bqn,bnd->bqd", weights, h)
-        return {
+        logits = {
             "colour": self.colour(h),
             "kind": self.kind(h),
             "centre": self.centre(h),
             "word": self.word(pooled[:, 0]),
             "count": self.count(pooled[:, 1]),
         }
+        nc, nk, at = len(COLOUR_NAMES), len(KINDS), 2
+        if self.subset_counts:
+            subsets = self.subset_count(pooled[:, at : at + nc + nk])
+            logits["colour_count"], logits["kind_count"] = subsets[:, :nc], subsets[:, nc:]
+            at += nc + nk
+        if self.binding:
+            logits["kind_colour"] = self.kind_colour(pooled[:, at : at + nk])
+            logits["colour_kind"] = self.colour_kind(pooled[:, at + nk : at + nk + nc])
+        return logits
 
 
 @dataclass
@@ -101,9 +147,14 @@ def load_scene_set(world: Path, split: str, image_processor: Any, grid: int) -> 
         labels.append(scene_labels(scene, grid))
     if not pixels:
         raise DataError(f"{world}: the world has no {split} images")
+    arrays = {name: name for name in PATCH_TARGETS} | {
+        "colour_count": "colour_counts",
+        "kind_count": "kind_counts",
+        "kind_colour": "kind_colours",
+        "colour_kind": "colour_kinds",
+    }
     targets = {
-        name: torch.as_tensor(np.stack([getattr(x, name) for x in labels]))
-        for name in ("colour", "kind", "centre")
+        name: torch.as_tensor(np.stack([getattr(x, field) for x in labels])) for name, field in arrays.items()
     }
     targets["word"] = torch.tensor([x.word for x in labels])
     targets["count"] = torch.tensor([x.count for x in labels])
@@ -111,8 +162,9 @@ def load_scene_set(world: Path, split: str, image_processor: Any, grid: int) -> 
 
 
 def parsing_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over the five targets of the mean cross-entropy (per patch for the patch targets)."""
-    return sum(F.cross_entropy(logits[k].float().flatten(0, -2), targets[k].flatten()) for k in TARGETS)
+    """Sum over the targets in `logits` of the mean cross-entropy (per patch for the patch targets, per colour
+    or kind for the subset counts)."""
+    return sum(F.cross_entropy(v.float().flatten(0, -2), targets[k].flatten()) for k, v in logits.items())
 
 
 @torch.no_grad()
@@ -123,18 +175,19 @@ def parsing_accuracy(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Accuracy per target; patch targets are scored on the patches a shape covers (background excluded)."""
-    hits = {k: 0 for k in TARGETS}
-    totals = {k: 0 for k in TARGETS}
+    """Accuracy per target of `head`; patch targets are scored on the patches a shape covers (background
+    excluded), subset counts and binding targets on every colour and kind, absent ones included."""
+    hits = {k: 0 for k in head.targets}
+    totals = {k: 0 for k in head.targets}
     for start in range(0, len(scenes), batch_size):
         pixels, targets = scenes.take(torch.arange(start, min(start + batch_size, len(scenes))), device)
         logits = head(patch_tokens(vision_encoder, pixels))
-        for k in TARGETS:
+        for k in head.targets:
             pred, true = logits[k].argmax(-1), targets[k]
-            keep = true > 0 if k in ("colour", "kind", "centre") else torch.ones_like(true, dtype=torch.bool)
+            keep = true > 0 if k in PATCH_TARGETS else torch.ones_like(true, dtype=torch.bool)
             hits[k] += int((pred[keep] == true[keep]).sum())
             totals[k] += int(keep.sum())
-    return {k: hits[k] / max(totals[k], 1) for k in TARGETS}
+    return {k: hits[k] / max(totals[k], 1) for k in head.targets}
 
 
 def pretrain_vision_tower(
@@ -182,7 +235,9 @@ def _train(
 
     grid = vision_encoder.config.image_size // vision_encoder.config.patch_size
     train = load_scene_set(world, "train", image_processor, grid)
-    head = SceneParsingHead(vision_encoder.config.hidden_size).to(device)
+    head = SceneParsingHead(vision_encoder.config.hidden_size, settings.subset_counts, settings.binding).to(
+        device
+    )
     params = [*vision_encoder.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
 

@@ -41,6 +41,52 @@ def test_later_shapes_cover_earlier_ones_and_words_and_counts_are_labelled():
     assert (labels.word, labels.count) == (4, 2)
 
 
+def test_shapes_are_counted_per_colour_and_per_kind():
+    shapes = (
+        Shape("square", "red", "small", 8, 8, 10, "top-left"),
+        Shape("circle", "red", "small", 24, 8, 10, "top-right"),
+        Shape("square", "blue", "small", 8, 24, 10, "bottom-left"),
+    )
+    labels = scene_labels(_scene(*shapes), 4)
+    colours = dict.fromkeys(COLOUR_NAMES, 0) | {"red": 2, "blue": 1}
+    kinds = dict.fromkeys(KINDS, 0) | {"square": 2, "circle": 1}
+    assert labels.colour_counts.tolist() == list(colours.values())
+    assert labels.kind_counts.tolist() == list(kinds.values())
+    assert labels.count == labels.colour_counts.sum() == labels.kind_counts.sum() == 3
+
+
+def test_each_kind_is_labelled_with_its_colour_and_each_colour_with_its_kind():
+    shapes = (
+        Shape("square", "red", "small", 8, 8, 10, "top-left"),
+        Shape("square", "blue", "small", 24, 8, 10, "top-right"),
+        Shape("circle", "red", "small", 8, 24, 10, "bottom-left"),
+        Shape("star", "green", "small", 24, 24, 10, "bottom-right"),
+        Shape("star", "green", "large", 16, 16, 20, "centre"),
+    )
+    labels = scene_labels(_scene(*shapes), 4)
+    several_colours, several_kinds = len(COLOUR_NAMES) + 1, len(KINDS) + 1
+
+    def colour(name):
+        return COLOUR_NAMES.index(name) + 1
+
+    def kind(name):
+        return KINDS.index(name) + 1
+
+    # two squares of two colours: "several"; two green stars: green; absent kinds and colours: 0
+    kinds = dict.fromkeys(KINDS, 0) | {
+        "square": several_colours,
+        "circle": colour("red"),
+        "star": colour("green"),
+    }
+    colours = dict.fromkeys(COLOUR_NAMES, 0) | {
+        "red": several_kinds,
+        "blue": kind("square"),
+        "green": kind("star"),
+    }
+    assert labels.kind_colours.tolist() == list(kinds.values())
+    assert labels.colour_kinds.tolist() == list(colours.values())
+
+
 def test_a_coarser_grid_labels_larger_patches():
     # the same square seen as a 2 x 2 grid of 16 px patches: it covers 11 x 11 = 121 of the top-left patch's
     # 256 pixels and 3 x 11 = 33 of its neighbours' (>= 48 needed)

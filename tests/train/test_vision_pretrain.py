@@ -11,9 +11,13 @@ from safetensors.torch import load_file
 from mmgpt.errors import ConfigError, DataError
 from mmgpt.model.checkpoints import load_model
 from mmgpt.model.image_processing import FlamingoImageProcessor
+from mmgpt.synth.scene_labels import NUM_COLOUR_KINDS, NUM_COUNTS, NUM_KIND_COLOURS
+from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 from mmgpt.train.config import VisionPretrainSection, load_train_config
 from mmgpt.train.loop import run_training
 from mmgpt.train.vision_pretrain import (
+    BINDING_TARGETS,
+    SUBSET_TARGETS,
     TARGETS,
     SceneParsingHead,
     load_scene_set,
@@ -32,9 +36,11 @@ def _tower(seed: int = 0):
     return build_vision_from_config({**config, "image_size": 32, "patch_size": 8})
 
 
-def _pretrain_tower(world, steps: int):
-    tower = _tower()
-    settings = VisionPretrainSection(steps=steps, batch_size=16, lr=4e-3, warmup_steps=5, weight_decay=0.0)
+def _pretrain_tower(world, steps: int, tower=None, **targets: bool):
+    tower = _tower() if tower is None else tower
+    settings = VisionPretrainSection(
+        steps=steps, batch_size=16, lr=4e-3, warmup_steps=5, weight_decay=0.0, **targets
+    )
     scores = pretrain_vision_tower(tower, world, FlamingoImageProcessor(32), settings, seed=0, progress=False)
     return tower, scores
 
@@ -48,9 +54,48 @@ def test_pretraining_teaches_the_tower_colours(world):
     assert scores["colour"] > max(0.6, untrained["colour"] + 0.3), (scores, untrained)
 
 
+@pytest.fixture(scope="module")
+def every_target(world):
+    """Held-out scores of a tower trained with every optional target."""
+    _, scores = _pretrain_tower(world, 400, subset_counts=True, binding=True)
+    return scores
+
+
+def test_subset_counts_add_a_count_for_every_colour_and_kind(world, every_target):
+    head = SceneParsingHead(32, subset_counts=True)
+    logits = head(torch.randn(3, 16, 32))
+    assert logits["colour_count"].shape == (3, len(COLOUR_NAMES), NUM_COUNTS)
+    assert logits["kind_count"].shape == (3, len(KINDS), NUM_COUNTS)
+    assert head.targets == TARGETS + SUBSET_TARGETS
+    heldout = load_scene_set(world, "heldout", FlamingoImageProcessor(32), 4)
+    counts = heldout.targets["colour_count"]
+    assert counts.shape == (len(heldout), len(COLOUR_NAMES))
+    assert torch.equal(counts.sum(1), heldout.targets["count"])
+    assert set(every_target) == set(TARGETS + SUBSET_TARGETS + BINDING_TARGETS)
+    # most colours are absent from an image: the tiny tower must count them better than always answering 0
+    # (it tells colours apart long before kinds, so only the colours are asked of it)
+    zeros = float((counts == 0).float().mean())
+    assert every_target["colour_count"] > zeros + 0.08, (every_target, zeros)
+
+
+def test_binding_adds_the_colour_of_every_kind_and_the_kind_of_every_colour(world, every_target):
+    head = SceneParsingHead(32, binding=True)
+    logits = head(torch.randn(3, 16, 32))
+    assert logits["kind_colour"].shape == (3, len(KINDS), NUM_KIND_COLOURS)
+    assert logits["colour_kind"].shape == (3, len(COLOUR_NAMES), NUM_COLOUR_KINDS)
+    assert head.targets == TARGETS + BINDING_TARGETS
+    heldout = load_scene_set(world, "heldout", FlamingoImageProcessor(32), 4)
+    # a kind's colour is given exactly when the image holds that kind, a colour's kind when it holds the colour
+    assert torch.equal(heldout.targets["kind_colour"] > 0, heldout.targets["kind_count"] > 0)
+    assert torch.equal(heldout.targets["colour_kind"] > 0, heldout.targets["colour_count"] > 0)
+    # the extra targets leave the tower learning what it learns without them
+    assert every_target["colour"] > 0.8, every_target
+
+
 def test_pretraining_is_seeded_and_leaves_the_global_stream(world):
+    tower = _tower()  # seeds the global stream itself: the state to keep is the one after it
     state = torch.get_rng_state()
-    first, _ = _pretrain_tower(world, 5)
+    first, _ = _pretrain_tower(world, 5, tower)
     assert torch.equal(torch.get_rng_state(), state)
     second, _ = _pretrain_tower(world, 5)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
