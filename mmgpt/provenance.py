@@ -4,8 +4,9 @@ and weights.
 The demo trains its base from scratch (under bf16 autocast, or in fp32 on CPUs without bf16 units), so its
 weights, and every metric after them, depend on the matrix kernels the CPU dispatches to and on library versions
 (the tokenizer trainer, the image codec) as well as on the seed. The same command and config reproduce a base bit
-for bit on one machine and gave different bases on two machines of the same kind. `mmgpt demo` records both in `results.json`, so that two tables can be told
-apart: same fingerprints, same numbers; different ones, a different run.
+for bit on one machine and gave different bases on two machines of the same kind. `mmgpt demo` records both in
+`results.json`, so that two tables can be told apart: same fingerprints, same numbers; different ones, a
+different run.
 """
 
 from __future__ import annotations

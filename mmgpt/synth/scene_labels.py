@@ -23,7 +23,7 @@ NUM_COLOURS = len(COLOUR_NAMES) + 1
 NUM_KINDS = len(KINDS) + 1
 NUM_WORDS = len(WORD_LIST) + 1
 NUM_COUNTS = MAX_SHAPES + 1
-#: Classes of `kind_colours` / `colour_kinds`: 0 = none in the image, then each colour / kind, then "several".
+#: Classes of `kind_colour` / `colour_kind`: 0 = none in the image, then each colour / kind, then "several".
 NUM_KIND_COLOURS = NUM_COLOURS + 1
 NUM_COLOUR_KINDS = NUM_KINDS + 1
 #: A patch is labelled with a shape when the shape covers at least this fraction of its pixels.
@@ -39,12 +39,11 @@ class SceneLabels:
     centre: np.ndarray  # kind (+1) of the shape whose centre is in the patch, 0 = none
     word: int  # 0 = no word, else WORD_LIST index + 1
     count: int  # number of shapes
-    colour_counts: np.ndarray  # (len(COLOUR_NAMES),) shapes of each colour
-    kind_counts: np.ndarray  # (len(KINDS),) shapes of each kind
-    kind_colours: (
-        np.ndarray
-    )  # (len(KINDS),) 0 = no such shape, the colour (+1) its shapes share, or "several"
-    colour_kinds: np.ndarray  # (len(COLOUR_NAMES),) 0 = no such shape, the kind (+1) they share, or "several"
+    # Per colour or kind of the world (one entry each, in COLOUR_NAMES / KINDS order):
+    colour_count: np.ndarray  # shapes of each colour
+    kind_count: np.ndarray  # shapes of each kind
+    kind_colour: np.ndarray  # 0 = no such shape, else the colour (+1) its shapes share, or "several"
+    colour_kind: np.ndarray  # 0 = no such shape, else the kind (+1) its shapes share, or "several"
 
 
 def _patch_majority(label_map: Image.Image, patch: int, num_classes: int) -> np.ndarray:
@@ -83,10 +82,10 @@ def scene_labels(scene: Scene, grid: int) -> SceneLabels:
         centre=centre,
         word=WORD_LIST.index(scene.word) + 1 if scene.word else 0,
         count=len(scene.shapes),
-        colour_counts=colour_counts,
-        kind_counts=kind_counts,
-        kind_colours=_shared_attribute(scene, "kind", KINDS, "colour", COLOUR_NAMES),
-        colour_kinds=_shared_attribute(scene, "colour", COLOUR_NAMES, "kind", KINDS),
+        colour_count=colour_counts,
+        kind_count=kind_counts,
+        kind_colour=_shared_attribute(scene, "kind", KINDS, "colour", COLOUR_NAMES),
+        colour_kind=_shared_attribute(scene, "colour", COLOUR_NAMES, "kind", KINDS),
     )
 
 

@@ -198,13 +198,18 @@ def _prepare_language_model(model: Any, config: TrainConfig, run_dir: Path, devi
             Path(config.data.world),
             config.language_pretrain,
             lambda batch: _forward_loss(model, batch, device, config.precision.dtype),
-            max_length=config.data.max_length or 256,
+            max_length=_pretrain_max_length(config),
             seed=config.seed,
             progress=config.logging.progress,
         ),
         "language model",
         device,
     )
+
+
+def _pretrain_max_length(config: TrainConfig) -> int:
+    """The token length pretraining lines are cut to: `data.max_length`, else 256."""
+    return config.data.max_length or 256
 
 
 def _attention_kernel(config: TrainConfig) -> str:
@@ -391,7 +396,7 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
             model.tokenizer,
             model.image_processor,
             batch,
-            config.data.max_length or 256,
+            _pretrain_max_length(config),
             config.seed,
             rank,
             world_size,

@@ -147,17 +147,10 @@ def load_scene_set(world: Path, split: str, image_processor: Any, grid: int) -> 
         labels.append(scene_labels(scene, grid))
     if not pixels:
         raise DataError(f"{world}: the world has no {split} images")
-    arrays = {name: name for name in PATCH_TARGETS} | {
-        "colour_count": "colour_counts",
-        "kind_count": "kind_counts",
-        "kind_colour": "kind_colours",
-        "colour_kind": "colour_kinds",
-    }
     targets = {
-        name: torch.as_tensor(np.stack([getattr(x, field) for x in labels])) for name, field in arrays.items()
+        name: torch.as_tensor(np.stack([getattr(x, name) for x in labels]))
+        for name in TARGETS + SUBSET_TARGETS + BINDING_TARGETS
     }
-    targets["word"] = torch.tensor([x.word for x in labels])
-    targets["count"] = torch.tensor([x.count for x in labels])
     return SceneSet(torch.stack(pixels), targets)
 
 

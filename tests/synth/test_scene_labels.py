@@ -50,9 +50,9 @@ def test_shapes_are_counted_per_colour_and_per_kind():
     labels = scene_labels(_scene(*shapes), 4)
     colours = dict.fromkeys(COLOUR_NAMES, 0) | {"red": 2, "blue": 1}
     kinds = dict.fromkeys(KINDS, 0) | {"square": 2, "circle": 1}
-    assert labels.colour_counts.tolist() == list(colours.values())
-    assert labels.kind_counts.tolist() == list(kinds.values())
-    assert labels.count == labels.colour_counts.sum() == labels.kind_counts.sum() == 3
+    assert labels.colour_count.tolist() == list(colours.values())
+    assert labels.kind_count.tolist() == list(kinds.values())
+    assert labels.count == labels.colour_count.sum() == labels.kind_count.sum() == 3
 
 
 def test_each_kind_is_labelled_with_its_colour_and_each_colour_with_its_kind():
@@ -83,8 +83,8 @@ def test_each_kind_is_labelled_with_its_colour_and_each_colour_with_its_kind():
         "blue": kind("square"),
         "green": kind("star"),
     }
-    assert labels.kind_colours.tolist() == list(kinds.values())
-    assert labels.colour_kinds.tolist() == list(colours.values())
+    assert labels.kind_colour.tolist() == list(kinds.values())
+    assert labels.colour_kind.tolist() == list(colours.values())
 
 
 def test_a_coarser_grid_labels_larger_patches():
