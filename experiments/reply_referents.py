@@ -5,8 +5,10 @@ Every colour or shape question of the held-out set has a reference answer that n
 medium square is red.", "The small red shape is a square.", "The shape at the top-right is green."). A reply
 names the asked subject when that phrase appears in it. Among the replies that do, accuracy measures binding
 (the colour or kind of the shape asked about); how many do measures the question side (taking the subject from
-the question, not from what the image suggests). The replies are those `mmgpt demo` wrote, scored the way the
-evaluation scores them; no model is run.
+the question, not from what the image suggests). A second table splits the same questions by how many colours
+(colour questions) or kinds (shape questions) their image holds, beside a guess among those: a model that binds
+a colour to its shape stays right as they grow, one that reads only which colours are there falls to the guess.
+The replies are those `mmgpt demo` wrote, scored the way the evaluation scores them; no model is run.
 
     python experiments/reply_referents.py [--replies runs/demo/eval_items.jsonl] [--world runs/demo/world]
 """
@@ -77,6 +79,37 @@ def split_replies(items: Iterable[dict], replies: dict[str, str]) -> dict[str, S
     return splits
 
 
+#: The scene attribute a question kind asks about, as world.json names it.
+ATTRIBUTE = {"color": "colour", "shape": "kind"}
+
+
+def split_by_distinct(
+    items: Iterable[dict], replies: dict[str, str], scenes: dict[str, dict]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(question kind, distinct colours or kinds in its image): (questions, right)} over the colour and shape
+    `items` with a reply in `replies` ({item id: reply}) whose image is in `scenes` ({image path: world.json
+    scene record})."""
+    groups: dict[tuple[str, int], tuple[int, int]] = {}
+    for item in items:
+        scene = scenes.get(item.get("image") or "")
+        if item["kind"] not in ATTRIBUTE or item["id"] not in replies or scene is None:
+            continue
+        distinct = len({shape[ATTRIBUTE[item["kind"]]] for shape in scene["shapes"]})
+        right = is_correct(item["kind"], replies[item["id"]], item["answer"], item.get("answer_space"))
+        asked, hits = groups.get((item["kind"], distinct), (0, 0))
+        groups[(item["kind"], distinct)] = (asked + 1, hits + right)
+    return dict(sorted(groups.items()))
+
+
+def read_scenes(world: Path) -> dict[str, dict]:
+    """{image path: scene record} from `world`/world.json; {} (and a note on stderr) when it is missing."""
+    manifest = world / "world.json"
+    if not manifest.exists():
+        print(f"{manifest}: not found; the table by colours and kinds per image is left out", file=sys.stderr)
+        return {}
+    return {path: scene for scene in json.loads(manifest.read_text())["scenes"] for path in scene["paths"]}
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """The records of a jsonl file; exits with a message naming the file and line of a bad one."""
     if not path.exists():
@@ -115,6 +148,13 @@ def main() -> None:
         )
     if not any(split.replies for split in splits.values()):
         sys.exit(f"{args.replies}: no reply to a colour or shape question of {args.world}")
+    groups = split_by_distinct(items, replies, read_scenes(Path(args.world)))
+    if groups:
+        print(
+            f"\n{'question':<10}{'colours or kinds in the image':>31}{'asked':>7}{'right':>8}{'guess among them':>18}"
+        )
+        for (kind, distinct), (asked, right) in groups.items():
+            print(f"{kind:<10}{distinct:>31}{asked:>7}{right / asked:>8.3f}{1 / distinct:>18.3f}")
 
 
 if __name__ == "__main__":

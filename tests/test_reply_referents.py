@@ -81,6 +81,28 @@ def test_replies_are_split_by_whether_they_name_the_asked_subject():
     assert referents.split_replies(_items(), {"a": REPLIES["a"]})["color"].replies == 1
 
 
+def _scene(*shapes: tuple[str, str]) -> dict:
+    return {"shapes": [{"colour": colour, "kind": kind} for colour, kind in shapes]}
+
+
+def test_questions_are_split_by_the_colours_or_kinds_their_image_holds():
+    referents = load_script("reply_referents")
+    items = [{**item, "image": f"eval/images/{item['id']}.jpg"} for item in _items()]
+    scenes = {
+        "eval/images/a.jpg": _scene(("red", "square"), ("red", "circle")),  # one colour
+        # two colours
+        "eval/images/b.jpg": _scene(("blue", "star"), ("green", "diamond"), ("blue", "square")),
+        "eval/images/c.jpg": _scene(("green", "circle"), ("red", "square")),  # two colours
+        "eval/images/d.jpg": _scene(("red", "star"), ("blue", "star")),  # one kind
+        "eval/images/e.jpg": _scene(("red", "star")),  # a counting question: left out
+    }
+    groups = referents.split_by_distinct(items, REPLIES, scenes)
+    assert groups == {("color", 1): (1, 1), ("color", 2): (2, 1), ("shape", 1): (1, 0)}
+    # an image the world does not list is left out
+    del scenes["eval/images/a.jpg"]
+    assert ("color", 1) not in referents.split_by_distinct(items, REPLIES, scenes)
+
+
 def test_the_table_and_bad_files(tmp_path):
     world = tmp_path / "world"
     (world / "eval").mkdir(parents=True)
@@ -94,11 +116,28 @@ def test_the_table_and_bad_files(tmp_path):
 
     table = run("--replies", str(replies))
     assert table.returncode == 0, table.stderr
+    assert "world.json: not found" in table.stderr  # the second table needs the world's scenes
     rows = {line.split()[0]: line.split()[1:] for line in table.stdout.splitlines()[1:]}
     assert rows == {
         "color": ["3", "0.667", "0.667", "0.500", "1.000"],
         "shape": ["1", "0.000", "1.000", "0.000", "0.000"],
     }
+    scenes = [
+        {"paths": [f"eval/images/{name}.jpg"], "shapes": [{"colour": c, "kind": "star"} for c in colours]}
+        for name, colours in (("a", ["red", "blue"]), ("b", ["blue"]))
+    ]
+    (world / "world.json").write_text(json.dumps({"scenes": scenes}))
+    (world / "eval" / "heldout.jsonl").write_text(
+        "".join(json.dumps({**i, "image": f"eval/images/{i['id']}.jpg"}) + "\n" for i in _items())
+    )
+    by_colours = run("--replies", str(replies))
+    assert by_colours.returncode == 0 and not by_colours.stderr, by_colours.stderr
+    lines = by_colours.stdout.split("\n\n")[1].splitlines()
+    assert "colours or kinds in the image" in lines[0]
+    assert [line.split() for line in lines[1:]] == [
+        ["color", "1", "1", "1.000", "1.000"],
+        ["color", "2", "1", "1.000", "0.500"],
+    ]
     missing = run("--replies", str(tmp_path / "none.jsonl"))
     assert missing.returncode == 1 and "none.jsonl: not found" in missing.stderr
     replies.write_text(replies.read_text() + "{oops\n")
