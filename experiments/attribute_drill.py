@@ -29,7 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mmgpt.synth import qa as Q  # noqa: E402
+from mmgpt.synth.heldout import eval_item  # noqa: E402
+from mmgpt.synth.records import llava_record  # noqa: E402
 from mmgpt.synth.scene import Scene  # noqa: E402
+from mmgpt.synth.world import WorldManifest  # noqa: E402
 
 DRILL_FILE = "drill/drill.json"
 FIT_FILE = "fit/fit.jsonl"
@@ -43,39 +46,20 @@ FIT_EVERY = 13
 FIT_ITEMS = 900
 
 
-def drill_conversation(scene: Scene, image: str, rng: random.Random) -> dict:
-    """A LLaVA conversation record about `scene` (its image file name `image`): the rounds of DRILL_ROUNDS that
-    apply, shuffled, the image token in the first question."""
+def drill_conversation(scene: Scene, rng: random.Random) -> dict:
+    """A LLaVA conversation record about the training `scene`: the rounds of DRILL_ROUNDS that apply,
+    shuffled."""
     rounds = [qa for qa in (generate(scene, rng) for generate in DRILL_ROUNDS) if qa is not None]
     rng.shuffle(rounds)
-    turns = []
-    for number, qa in enumerate(rounds):
-        turns.append({"from": "human", "value": ("<image>\n" if number == 0 else "") + qa.question})
-        turns.append({"from": "gpt", "value": qa.response})
-    return {"id": f"drill-{scene.image_id:012d}", "image": image, "conversations": turns}
+    return llava_record(scene.image_id, [(qa.question, qa.response) for qa in rounds])
 
 
 def fit_items(scene: Scene, image: str, rng: random.Random) -> list[dict]:
     """Held-out-format records of FIT_QUESTIONS about the training `scene` (its path in the world `image`)."""
-    items = []
-    for kind, generate in FIT_QUESTIONS:
-        qa = generate(scene, rng)
-        if qa is None:
-            continue
-        items.append(
-            {
-                "id": f"fit-{scene.image_id:06d}-{kind}",
-                "kind": kind,
-                "image": image,
-                "history": [],
-                "question": qa.question,
-                "answer": qa.answer,
-                "answer_space": qa.answer_space,
-                "keywords": [],
-                "reference": qa.response,
-            }
-        )
-    return items
+    asked = ((kind, generate(scene, rng)) for kind, generate in FIT_QUESTIONS)
+    return [
+        eval_item(f"fit-{scene.image_id:06d}-{kind}", kind, image, qa) for kind, qa in asked if qa is not None
+    ]
 
 
 def drill_datasets(datasets: dict, only: bool, weight: float) -> dict:
@@ -103,14 +87,14 @@ def write_drill_world(world: Path, out: Path, only: bool = False, weight: float 
             link.symlink_to(entry.resolve())
     rng = random.Random(seed)
     conversations, fit = [], []
-    for record in json.loads(manifest.read_text())["scenes"]:
+    for record in WorldManifest.load(manifest).scenes:
         if record["split"] != "train":
             continue
         scene = Scene.from_dict(record)
         llava = [path for path in record["paths"] if path.startswith("llava/images/")]
         if not llava:
             continue
-        conversations.append(drill_conversation(scene, Path(llava[0]).name, rng))
+        conversations.append(drill_conversation(scene, rng))
         if scene.image_id % FIT_EVERY == 0 and len(fit) < FIT_ITEMS:
             fit.extend(fit_items(scene, llava[0], rng))
     (out / DRILL_FILE).parent.mkdir(exist_ok=True)

@@ -46,7 +46,7 @@ def test_the_drill_is_added_to_the_world_s_mixture_and_read_by_its_readers(world
 
     conversations = json.loads((out / drill.DRILL_FILE).read_text())
     for conversation in conversations:
-        scene = scenes[int(conversation["id"].removeprefix("drill-"))]
+        scene = scenes[int(conversation["id"])]
         assert scene["split"] == "train" and f"llava/images/{conversation['image']}" in scene["paths"]
         turns = conversation["conversations"]
         assert turns[0]["value"].startswith("<image>\n") and all(

@@ -19,7 +19,7 @@ KINDS = ("counting", "color", "shape", "ocr", "caption", "language", "followup",
 COUNTING = [Q.count_total, Q.count_colour, Q.count_kind, Q.count_colour_kind]
 
 
-def _item(
+def eval_item(
     item_id: str,
     kind: str,
     image: str | None,
@@ -27,6 +27,8 @@ def _item(
     history: list[dict] | None = None,
     keywords: list[str] | None = None,
 ) -> dict:
+    """One evaluation record (the format of the module docstring) asking `qa` about `image` (a path in the
+    world, None for a language item) after the earlier rounds `history`."""
     return {
         "id": item_id,
         "kind": kind,
@@ -43,20 +45,20 @@ def _item(
 def image_items(scene: Scene, image: str, rng: random.Random, open_prob: float = 0.35) -> list[dict]:
     """All held-out items about one image (counting, colour, shape, OCR, caption, follow-up, maybe open)."""
     base = f"heldout-{scene.image_id:06d}"
-    items = [_item(f"{base}-counting", "counting", image, rng.choice(COUNTING)(scene, rng))]
+    items = [eval_item(f"{base}-counting", "counting", image, rng.choice(COUNTING)(scene, rng))]
     colour = Q.colour_of(scene, rng)
     if colour:
-        items.append(_item(f"{base}-color", "color", image, colour))
+        items.append(eval_item(f"{base}-color", "color", image, colour))
     shape = Q.kind_of(scene, rng)
     if shape:
-        items.append(_item(f"{base}-shape", "shape", image, shape))
+        items.append(eval_item(f"{base}-shape", "shape", image, shape))
     ocr = Q.ocr_word(scene, rng)
     if ocr:
-        items.append(_item(f"{base}-ocr", "ocr", image, ocr))
+        items.append(eval_item(f"{base}-ocr", "ocr", image, ocr))
     keywords = D.caption_keywords(scene)
     cap = D.caption(scene, rng)
     items.append(
-        _item(
+        eval_item(
             f"{base}-caption",
             "caption",
             image,
@@ -66,11 +68,11 @@ def image_items(scene: Scene, image: str, rng: random.Random, open_prob: float =
     )
     first, second = followup_chain(scene, rng)
     history = [{"question": first.question, "answer": first.response}]
-    items.append(_item(f"{base}-followup", "followup", image, second, history=history))
+    items.append(eval_item(f"{base}-followup", "followup", image, second, history=history))
     if rng.random() < open_prob:
         text = D.detailed_description(scene, rng)
         items.append(
-            _item(
+            eval_item(
                 f"{base}-open",
                 "open",
                 image,
@@ -89,5 +91,5 @@ def language_items(n: int, rng: random.Random, reserved: dict[str, set[tuple[int
         task = rng.choices(list(HELDOUT_TASKS), weights=list(HELDOUT_TASKS.values()))[0]
         item = language_task(task, rng, pairs)
         qa = QA("language", item.question, item.answer, item.answer_space, item.response)
-        items.append(_item(f"heldout-language-{i:05d}", "language", None, qa))
+        items.append(eval_item(f"heldout-language-{i:05d}", "language", None, qa))
     return items

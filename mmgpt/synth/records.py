@@ -25,7 +25,9 @@ def llava_image_name(image_id: int) -> str:
     return f"{image_id:012d}.jpg"
 
 
-def _llava(image_id: int, rounds: list[tuple[str, str]]) -> dict:
+def llava_record(image_id: int, rounds: list[tuple[str, str]]) -> dict:
+    """A LLaVA-Instruct record about training image `image_id`: the (question, answer) `rounds` as human / gpt
+    turns, the image token before the first question."""
     conversations = []
     for i, (question, answer) in enumerate(rounds):
         value = f"{IMAGE_TOKEN}\n{question}" if i == 0 else question
@@ -36,7 +38,7 @@ def _llava(image_id: int, rounds: list[tuple[str, str]]) -> dict:
 
 def llava_detail(scene: Scene, rng: random.Random) -> dict:
     """A LLaVA detail_23k record: one detailed-description round."""
-    return _llava(scene.image_id, [(rng.choice(D.DETAIL_PROMPTS), D.detailed_description(scene, rng))])
+    return llava_record(scene.image_id, [(rng.choice(D.DETAIL_PROMPTS), D.detailed_description(scene, rng))])
 
 
 def llava_reasoning(scene: Scene, rng: random.Random) -> dict:
@@ -46,7 +48,7 @@ def llava_reasoning(scene: Scene, rng: random.Random) -> dict:
         second = D.reasoning_question(scene, rng)
         if second.question != rounds[0].question:
             rounds.append(second)
-    return _llava(scene.image_id, [(qa.question, qa.response) for qa in rounds])
+    return llava_record(scene.image_id, [(qa.question, qa.response) for qa in rounds])
 
 
 def conversation_rounds(scene: Scene, rng: random.Random, n_rounds: int) -> list[QA]:
@@ -77,7 +79,7 @@ def conversation_rounds(scene: Scene, rng: random.Random, n_rounds: int) -> list
 def llava_conversation(scene: Scene, rng: random.Random) -> dict:
     """A LLaVA conversation record with 2-4 rounds, one of them a follow-up needing an earlier answer."""
     rounds = conversation_rounds(scene, rng, rng.randint(2, 4))
-    return _llava(scene.image_id, [(qa.question, qa.response) for qa in rounds])
+    return llava_record(scene.image_id, [(qa.question, qa.response) for qa in rounds])
 
 
 def cc_sbu(scene: Scene, rng: random.Random) -> dict:

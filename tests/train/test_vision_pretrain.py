@@ -45,13 +45,18 @@ def _pretrain_tower(world, steps: int, tower=None, **targets: bool):
     return tower, scores
 
 
-def test_pretraining_teaches_the_tower_colours(world):
-    heldout = load_scene_set(world, "heldout", FlamingoImageProcessor(32), 4)
+def test_pretraining_teaches_the_tower_colours(world, heldout):
     assert heldout.targets["colour"].shape == (len(heldout), 16)
     untrained = parsing_accuracy(_tower(), SceneParsingHead(32), heldout)
     _, scores = _pretrain_tower(world, 200)
     assert set(scores) == set(TARGETS)
     assert scores["colour"] > max(0.6, untrained["colour"] + 0.3), (scores, untrained)
+
+
+@pytest.fixture(scope="module")
+def heldout(world):
+    """The world's held-out scenes and their targets, on the test tower's 4 x 4 grid."""
+    return load_scene_set(world, "heldout", FlamingoImageProcessor(32), 4)
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +66,12 @@ def every_target(world):
     return scores
 
 
-def test_subset_counts_add_a_count_for_every_colour_and_kind(world, every_target):
+def test_subset_counts_add_a_count_for_every_colour_and_kind(heldout, every_target):
     head = SceneParsingHead(32, subset_counts=True)
     logits = head(torch.randn(3, 16, 32))
     assert logits["colour_count"].shape == (3, len(COLOUR_NAMES), NUM_COUNTS)
     assert logits["kind_count"].shape == (3, len(KINDS), NUM_COUNTS)
     assert head.targets == TARGETS + SUBSET_TARGETS
-    heldout = load_scene_set(world, "heldout", FlamingoImageProcessor(32), 4)
     counts = heldout.targets["colour_count"]
     assert counts.shape == (len(heldout), len(COLOUR_NAMES))
     assert torch.equal(counts.sum(1), heldout.targets["count"])
@@ -78,13 +82,12 @@ def test_subset_counts_add_a_count_for_every_colour_and_kind(world, every_target
     assert every_target["colour_count"] > zeros + 0.08, (every_target, zeros)
 
 
-def test_binding_adds_the_colour_of_every_kind_and_the_kind_of_every_colour(world, every_target):
+def test_binding_adds_the_colour_of_every_kind_and_the_kind_of_every_colour(heldout, every_target):
     head = SceneParsingHead(32, binding=True)
     logits = head(torch.randn(3, 16, 32))
     assert logits["kind_colour"].shape == (3, len(KINDS), NUM_KIND_COLOURS)
     assert logits["colour_kind"].shape == (3, len(COLOUR_NAMES), NUM_COLOUR_KINDS)
     assert head.targets == TARGETS + BINDING_TARGETS
-    heldout = load_scene_set(world, "heldout", FlamingoImageProcessor(32), 4)
     # a kind's colour is given exactly when the image holds that kind, a colour's kind when it holds the colour
     assert torch.equal(heldout.targets["kind_colour"] > 0, heldout.targets["kind_count"] > 0)
     assert torch.equal(heldout.targets["colour_kind"] > 0, heldout.targets["colour_count"] > 0)
