@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.mark.slow
@@ -47,6 +48,7 @@ def test_quick_demo(tmp_path, capsys):
         assert all(key in results[k] for k in ("tuned", "base", "chance", "most_frequent"))
     out = capsys.readouterr().out
     assert "transcript" in out and "tuned" in out and "most frequent" in out
+    assert "   training in " in out.splitlines()[0]  # the precision is said before any work
     # the base's vision tower was pretrained to parse scenes first (its held-out scores are kept beside it)
     assert len(list((tmp_path / "cache").glob("base-*/vision_tower.json"))) == 1
     assert "vision tower, held-out scene parsing accuracy: colour" in out
@@ -205,3 +207,24 @@ def test_a_comment_in_the_base_config_keeps_the_cached_base(tmp_path, monkeypatc
     assert demo.base_cache_key(0, False) == key
     (tmp_path / "synthetic_base.yaml").write_text(text.replace("max_steps: 550", "max_steps: 551"))
     assert demo.base_cache_key(0, False) != key
+
+
+@pytest.mark.parametrize(
+    ("native", "expected"),
+    [(True, "training in bf16: this CPU multiplies"), (False, "training in fp32: this CPU")],
+)
+def test_the_demo_says_which_precision_it_trains_in(monkeypatch, native, expected):
+    from mmgpt.demo import precision_notice
+    from mmgpt.model import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    notice = precision_notice(torch.device("cpu"))
+    assert expected in notice
+    assert ("twice as long" in notice) is not native
+
+
+def test_the_precision_notice_on_a_gpu_names_the_device(monkeypatch):
+    from mmgpt.demo import precision_notice
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert precision_notice(torch.device("cuda", 0)) == "   training in fp16 on cuda:0"
