@@ -18,9 +18,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +204,7 @@ def _done(start: float) -> float:
 BASE_RECIPE = 3
 
 
-def precision_notice(device: Any = None) -> str:
+def precision_notice(device: torch.device | None = None) -> str:
     """One line for the start of the demo: the precision its stages will train and evaluate in on `device`
     (default: CUDA when available, else CPU; `precision.dtype: auto` in both configs) and, on a CPU that only
     emulates bf16, what that costs in time."""
