@@ -208,12 +208,9 @@ def precision_notice(device: torch.device | None = None) -> str:
     """One line for the start of the demo: the precision its stages will train and evaluate in on `device`
     (default: CUDA when available, else CPU; `precision.dtype: auto` in both configs) and, on a CPU that only
     emulates bf16, what that costs in time."""
-    import torch
+    from mmgpt.model.precision import default_device, resolve_precision
 
-    from mmgpt.model.precision import resolve_precision
-
-    if device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     chosen = resolve_precision("auto", device)
     if device.type != "cpu":
         return f"   training in {chosen} on {device}"

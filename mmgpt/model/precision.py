@@ -74,12 +74,16 @@ def resolve_precision(dtype: str, device: torch.device) -> str:
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
+def default_device() -> torch.device:
+    """The device the commands run on when none is named: CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def inference_dtype(dtype: str, device: torch.device | None = None) -> str:
     """A load dtype name for inference ("float32", "bfloat16", ...) with "auto" resolved as `resolve_precision`
     resolves it for `device` (default: CUDA when available, else CPU), fp16 meaning "float16"."""
     if dtype != "auto":
         return dtype
-    if device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     names = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
     return names[resolve_precision("auto", device)]
