@@ -219,7 +219,7 @@ def precision_notice(device: torch.device | None = None) -> str:
     # measured: 1406 s and about 2010 s for a cold demo on a 2-core AVX-512 Xeon without bf16 units, 794 s with AMX
     return (
         "   training in fp32: this CPU has no bf16 units (AMX, AVX512-BF16), so a cold demo takes about twice as "
-        "long as on one that has (24-34 minutes on 2 such cores); a cached base skips the longest stage"
+        "long as on one that has (23-34 minutes on 2 such cores); a cached base skips the longest stage"
     )
 
 
