@@ -91,9 +91,9 @@ def generate_answers(
     replies: list[str] = [""] * len(items)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from mmgpt.progress import progress_bar
 
-        bar = tqdm(total=len(items), desc="eval", unit="item", dynamic_ncols=True)
+        bar = progress_bar(total=len(items), desc="eval", unit="item", dynamic_ncols=True)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         groups = defaultdict(list)

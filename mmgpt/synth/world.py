@@ -143,10 +143,10 @@ class _Writer:
 
 
 def _render_all(root: Path, scenes: list[Scene], paths: dict[int, list[str]], progress: bool) -> None:
-    from tqdm import tqdm
+    from mmgpt.progress import progress_bar
 
     made: set[Path] = set()
-    for scene in tqdm(scenes, desc="rendering images", unit="img", disable=not progress):
+    for scene in progress_bar(scenes, desc="rendering images", unit="img", disable=not progress):
         data = encode_jpeg(render(scene))
         for rel in paths[scene.image_id]:
             target = root / rel

@@ -54,7 +54,7 @@ def pretrain_language_model(
     autocast). Returns {"steps", "final_loss"}: the mean loss over the last tenth of the steps. Seeded by
     `seed`; the global random state is restored afterwards.
     """
-    from tqdm import tqdm
+    from mmgpt.progress import progress_bar
 
     items = read_corpus(world / "pretrain" / "text.jsonl")
     builder = PretrainBuilder(model.tokenizer, model.image_processor, world, max_length)
@@ -68,7 +68,7 @@ def pretrain_language_model(
     with torch.random.fork_rng():  # the caller's random stream is left as it was
         torch.manual_seed(seed)
         model.train()
-        bar = tqdm(range(settings.steps), desc="language model", unit="step", disable=not progress)
+        bar = progress_bar(range(settings.steps), desc="language model", unit="step", disable=not progress)
         for step in bar:
             loss = loss_fn(stream.next_batch())
             value = loss.item()

@@ -475,9 +475,11 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
         metrics = MetricsWriter(run_dir / "metrics.jsonl", truncate_after=start)
     progress = None
     if rank == 0 and config.logging.progress:
-        from tqdm.auto import tqdm
+        from mmgpt.progress import progress_bar
 
-        progress = tqdm(total=total_steps, initial=start, desc=config.stage, unit="step", dynamic_ncols=True)
+        progress = progress_bar(
+            total=total_steps, initial=start, desc=config.stage, unit="step", dynamic_ncols=True
+        )
     accum = config.optim.grad_accum
     try:
         for step in range(start, total_steps):

@@ -224,7 +224,7 @@ def _train(
     autocast_dtype: torch.dtype | None,
     progress: bool,
 ) -> dict[str, float]:
-    from tqdm import tqdm
+    from mmgpt.progress import progress_bar
 
     grid = vision_encoder.config.image_size // vision_encoder.config.patch_size
     train = load_scene_set(world, "train", image_processor, grid)
@@ -239,7 +239,7 @@ def _train(
     )
     generator = torch.Generator().manual_seed(seed)
     vision_encoder.train()
-    bar = tqdm(range(settings.steps), desc="vision tower", unit="step", disable=not progress)
+    bar = progress_bar(range(settings.steps), desc="vision tower", unit="step", disable=not progress)
     for step in bar:
         pixels, targets = train.take(
             torch.randint(0, len(train), (settings.batch_size,), generator=generator), device
