@@ -44,13 +44,20 @@ def generation_options(args: argparse.Namespace) -> dict:
     }
 
 
+CHAT_COMMANDS = "/image PATH, /reset, /save FILE, /help, /quit"
+CHAT_COMMANDS_HELP = (
+    "/image PATH attaches an image to your next message, /reset starts over, /save FILE writes the transcript, "
+    "/help lists these commands, /quit exits"
+)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `mmgpt chat`."""
     p = subparsers.add_parser(
         "chat",
         help="chat with a model in the terminal",
-        description="Commands: /image PATH attaches an image to your next message, /reset starts over, /save FILE "
-        "writes the transcript, /quit exits. With stdin a pipe, each line is a message and only replies are printed.",
+        description=f"Commands: {CHAT_COMMANDS_HELP}. With stdin a pipe, each line is a message and only replies "
+        "are printed.",
     )
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument(
@@ -72,7 +79,7 @@ def _chat(args: argparse.Namespace) -> int:
     session = ChatSession(model, **generation_options(args))
     pending = [load_pil(p) for p in args.image]
     if interactive:
-        print("mmgpt chat: /image PATH, /reset, /save FILE, /quit", flush=True)
+        print(f"mmgpt chat: {CHAT_COMMANDS}", flush=True)
     while True:
         if interactive:
             print("you> ", end="", flush=True)
@@ -88,7 +95,9 @@ def _chat(args: argparse.Namespace) -> int:
             try:
                 if command == "/quit":
                     break
-                if command == "/reset":
+                if command == "/help":
+                    print(f"{CHAT_COMMANDS_HELP}.", flush=True)
+                elif command == "/reset":
                     session.reset()
                     pending = []
                     print("(conversation reset)", flush=True)
@@ -102,7 +111,7 @@ def _chat(args: argparse.Namespace) -> int:
                     print(f"(saved {rest})", flush=True)
                 else:
                     print(
-                        f"unknown command {command}; use /image PATH, /reset, /save FILE, /quit",
+                        f"unknown command {command}; use {CHAT_COMMANDS}",
                         file=sys.stderr,
                         flush=True,
                     )

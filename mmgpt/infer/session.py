@@ -45,6 +45,16 @@ class ChatOptions:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class ReplyStats:
+    """How the last reply was generated: `generated_tokens` counts every token the model chose (a closing EOS
+    included, padding not); `finish_reason` is "length" when it stopped at `max_new_tokens` without an EOS or a
+    stop string, else "stop"."""
+
+    generated_tokens: int
+    finish_reason: str
+
+
 @dataclass
 class _Round:
     turn: Turn
@@ -78,6 +88,7 @@ class ChatSession:
             text_cfg.get("max_position_embeddings") or text_cfg.get("max_seq_len") or 2048
         )
         self.prefilled_tokens = 0  # tokens run through the model by this session (for tests and stats)
+        self.last_reply: ReplyStats | None = None
         self.reset()
 
     # ------------------------------------------------------------------ public API
@@ -192,18 +203,24 @@ class ChatSession:
         emitted = 0
         if options.num_beams > 1:
             with torch.no_grad():
-                tokens = gen.decode(self.model, state, logits, gen_options)[0].tolist()
-            streamer.tokens = [
-                t for t in tokens if t not in gen_options.eos_token_ids and t != gen_options.pad_token_id
-            ]
+                chosen = gen.decode(self.model, state, logits, gen_options)[0].tolist()
+            # a finished beam is padded to the others' length; the padding was never chosen
+            chosen = chosen[: _first_eos(chosen, gen_options.eos_token_ids) + 1]
+            streamer.tokens = [t for t in chosen if t not in gen_options.eos_token_ids]
         else:
+            chosen = []
             for tokens in gen.decode_steps(self.model, state, logits, gen_options, stop_fn):
+                chosen.append(int(tokens.reshape(-1)[0]))
                 streamer.put(tokens)
                 text = streamer.visible_text()
                 if len(text) > emitted:
                     yield text[emitted:]
                     emitted = len(text)
         reply = streamer.final_text()
+        ended = bool(chosen) and chosen[-1] in gen_options.eos_token_ids
+        stopped_by_string = any(s in streamer.raw_text() for s in streamer.stop)
+        at_limit = len(chosen) >= options.max_new_tokens and not ended and not stopped_by_string
+        self.last_reply = ReplyStats(len(chosen), "length" if at_limit else "stop")
         if len(reply) > emitted:
             yield reply[emitted:]
         # Close the round exactly as training renders it: canonical reply ids + EOS.
@@ -241,6 +258,10 @@ class _TextStreamer:
     def _text(self) -> str:
         return self.tokenizer.decode(self.tokens, skip_special_tokens=True)
 
+    def raw_text(self) -> str:
+        """Everything generated so far as text, stop strings not cut."""
+        return self._text()
+
     def should_stop(self, row: list[int]) -> bool:
         text = self.tokenizer.decode([t for t in row if t not in self.special], skip_special_tokens=True)
         return any(s in text for s in self.stop)
@@ -262,3 +283,8 @@ class _TextStreamer:
 def chat_session(model: Any, **options: Any) -> ChatSession:
     """A new `ChatSession` on `model` (see ChatOptions for the options)."""
     return ChatSession(model, **options)
+
+
+def _first_eos(tokens: list[int], eos_ids: Sequence[int]) -> int:
+    """Index of the first end-of-sequence token in `tokens`, or the last index when there is none."""
+    return next((i for i, t in enumerate(tokens) if t in eos_ids), len(tokens) - 1)

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from mmgpt.data.templates import Turn, encode_response
+from mmgpt.data.templates import Turn
 
 
 @dataclass
@@ -212,9 +212,8 @@ class ChatService:
             for delta in session.stream(text, images):
                 yield delta, None
             prompt_tokens = session.prefilled_tokens
-            reply = session.history[-1]["assistant"]
-            completion = len(encode_response(reply, self.model.tokenizer))
-            finish = "length" if completion - 1 >= options["max_new_tokens"] else "stop"
+            completion = session.last_reply.generated_tokens
+            finish = session.last_reply.finish_reason
         yield (
             "",
             {

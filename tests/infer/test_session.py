@@ -12,6 +12,7 @@ from PIL import Image
 
 from mmgpt.data.templates import encode_conversation
 from mmgpt.infer import ChatSession
+from mmgpt.infer.session import ReplyStats
 
 
 def img(colour):
@@ -78,6 +79,45 @@ def test_stop_strings_and_streaming(model):
         assert first not in again.ask("Say something.", images=[img("red")])
 
 
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_reply_stats_count_the_chosen_tokens_and_say_why_the_reply_ended(model, monkeypatch, num_beams):
+    # end-of-sequence ids no token has: every reply runs to the limit
+    monkeypatch.setattr(model.config, "eos_token_id", -7)
+    monkeypatch.setattr(model.config, "eoc_token_id", -8)
+    session = ChatSession(model, max_new_tokens=5, num_beams=num_beams)
+    session.ask("Describe it.", images=[img("red")])
+    assert session.last_reply == ReplyStats(5, "length")
+
+
+def test_reply_stats_after_an_eos_and_after_a_stop_string(model, monkeypatch):
+    import mmgpt.model.generation as gen
+
+    chosen = []
+    real = gen.decode_steps
+
+    def spy(*args, **kwargs):
+        for tokens in real(*args, **kwargs):
+            chosen.append(int(tokens[0]))
+            yield tokens
+
+    monkeypatch.setattr(gen, "decode_steps", spy)
+    ChatSession(model, max_new_tokens=3).ask("Describe it.", images=[img("red")])
+    # the token greedy decoding picks first, made the end of sequence: the reply is that one token
+    monkeypatch.setattr(model.config, "eos_token_id", chosen[0])
+    session = ChatSession(model, max_new_tokens=3)
+    session.ask("Describe it.", images=[img("red")])
+    assert session.last_reply == ReplyStats(1, "stop")
+
+    monkeypatch.setattr(model.config, "eos_token_id", -7)
+    monkeypatch.setattr(model.config, "eoc_token_id", -8)
+    free = ChatSession(model, max_new_tokens=12)
+    text = free.ask("Describe it.", images=[img("red")])
+    assert free.last_reply == ReplyStats(12, "length") and text
+    stopped = ChatSession(model, max_new_tokens=12, stop=(text[0],))
+    stopped.ask("Describe it.", images=[img("red")])
+    assert stopped.last_reply.finish_reason == "stop" and stopped.last_reply.generated_tokens < 12
+
+
 def test_context_overflow_drops_oldest_rounds(model):
     session = ChatSession(model, max_new_tokens=4, max_context=150)
     for i in range(6):
@@ -120,7 +160,7 @@ def test_terminal_chat_through_a_pipe(model, tmp_path):
     # a save into a missing directory fails with a message and the chat goes on, so nothing is lost
     script = (
         f"/image {tmp_path / 'a.png'}\nWhat is this?\nAnd then?\n/image {tmp_path / 'missing.png'}\n"
-        f"/save {tmp_path / 'no' / 't.json'}\n/save\n/save {tmp_path / 't.json'}\n"
+        f"/save {tmp_path / 'no' / 't.json'}\n/save\n/help\n/nonsense\n/save {tmp_path / 't.json'}\n"
     )
     out = subprocess.run(
         [
@@ -142,6 +182,8 @@ def test_terminal_chat_through_a_pipe(model, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "cannot read image" in out.stderr
     assert "No such file or directory" in out.stderr and "usage: /save FILE" in out.stderr
+    assert "/help lists these commands" in out.stdout and "unknown command /help" not in out.stderr
+    assert "unknown command /nonsense; use /image PATH" in out.stderr
     transcript = json.loads((tmp_path / "t.json").read_text())
     assert [r["user"] for r in transcript["rounds"]] == ["What is this?", "And then?"]
     assert transcript["rounds"][0]["num_images"] == 1

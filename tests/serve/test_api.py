@@ -30,7 +30,11 @@ def test_plain_completion_with_image(client):
     reply = client.chat.completions.create(model="tiny", messages=[image_message()], max_tokens=5)
     assert reply.object == "chat.completion"
     assert isinstance(reply.choices[0].message.content, str)
-    assert reply.usage.completion_tokens >= 1 and reply.usage.prompt_tokens > 10
+    assert 1 <= reply.usage.completion_tokens <= 5 and reply.usage.prompt_tokens > 10
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    # fewer tokens than allowed can only mean the model ended the reply itself
+    if reply.usage.completion_tokens < 5:
+        assert reply.choices[0].finish_reason == "stop"
     assert reply.choices[0].finish_reason in ("stop", "length")
 
 
