@@ -125,8 +125,13 @@ def test_quick_demo(tmp_path, capsys):
         *("--model", base, "--world", demo / "world"),
         *("--train-images", "60", "--limit", "20", "--steps", "5"),
     )
-    rows = re.findall(r"^(patch tokens|perceiver latents)\s+\d+x\d+((?:\s+[\d.]+){3})$", out, re.M)
+    rows = re.findall(r"^(patch tokens|perceiver latents)\s+\d+x\d+((?:\s+[\d.]+){5})$", out, re.M)
     assert len(rows) == 2 and all(0 <= float(v) <= 1 for row in rows for v in row[1].split()), out
+    # then through the model's one cross-attention block: its keys and values, then its queries
+    kv_rows = re.findall(r"^1\s+\d+ x \d+((?:\s+[\d.]+){5})$", out, re.M)
+    query_rows = re.findall(r"^1((?:\s+[\d.]+){4})$", out, re.M)
+    assert len(kv_rows) == 1 and len(query_rows) == 1, out
+    assert all(0 <= float(v) <= 1 for v in kv_rows[0].split() + query_rows[0].split()), out
     # and the arithmetic probe, text only
     out = _run_experiment("arithmetic_probe.py", "--model", demo / "model", "--pairs", "2")
     rows = re.findall(
