@@ -218,7 +218,7 @@ class ChatSession:
                     emitted = len(text)
         reply = streamer.final_text()
         ended = bool(chosen) and chosen[-1] in gen_options.eos_token_ids
-        stopped_by_string = any(s in streamer.raw_text() for s in streamer.stop)
+        stopped_by_string = streamer.should_stop(chosen)
         at_limit = len(chosen) >= options.max_new_tokens and not ended and not stopped_by_string
         self.last_reply = ReplyStats(len(chosen), "length" if at_limit else "stop")
         if len(reply) > emitted:
@@ -257,10 +257,6 @@ class _TextStreamer:
 
     def _text(self) -> str:
         return self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-
-    def raw_text(self) -> str:
-        """Everything generated so far as text, stop strings not cut."""
-        return self._text()
 
     def should_stop(self, row: list[int]) -> bool:
         text = self.tokenizer.decode([t for t in row if t not in self.special], skip_special_tokens=True)
