@@ -62,6 +62,25 @@ def binding_rows(scenes: list, kinds: list[str], colours: list[str]) -> list[tup
     ]
 
 
+def fit_then_score(logits, parameters: list, train: list, test: list, target, steps: int, rng) -> float:
+    """Fit `parameters` with Adam (lr 3e-3) for `steps` batches of up to 256 items drawn from `train` by `rng`,
+    minimising the cross-entropy of `logits(items)` (B, classes) against `target(items)` (B,); returns the
+    accuracy of `logits` on `test`. The one fitting loop of every reader here."""
+    import torch
+    from torch import nn
+
+    optimiser = torch.optim.Adam(parameters, lr=3e-3)
+    for _ in range(steps):
+        batch = rng.sample(train, min(256, len(train)))
+        loss = nn.functional.cross_entropy(logits(batch), target(batch))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        picked = logits(test).argmax(-1)
+    return (picked == target(test)).float().mean().item()
+
+
 def fit_and_score(
     tokens,
     train_rows,
@@ -95,7 +114,7 @@ def fit_and_score(
     key, value = nn.Linear(tokens.shape[-1], width * heads), nn.Linear(tokens.shape[-1], width * heads)
     readout = nn.Linear(width * heads, n_colours)
     fitted = [query, readout] + [m for m, o in ((key, own_keys), (value, own_values)) if o is None]
-    optimiser = torch.optim.Adam([p for m in fitted for p in m.parameters()], lr=3e-3)
+    parameters = [p for m in fitted for p in m.parameters()]
 
     def logits(rows):
         idx, kind = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
@@ -116,30 +135,22 @@ def fit_and_score(
         read = torch.einsum("bth,bthw->bhw", weights, values).flatten(1)
         return readout(torch.relu(read))
 
-    for _ in range(steps):
-        rows = rng.sample(train_rows, min(256, len(train_rows)))
-        loss = nn.functional.cross_entropy(logits(rows), torch.tensor([r[2] for r in rows]))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    with torch.no_grad():
-        picked = logits(test_rows).argmax(-1)
-    return (picked == torch.tensor([r[2] for r in test_rows])).float().mean().item()
+    return fit_then_score(
+        logits, parameters, train_rows, test_rows, lambda rows: torch.tensor([r[2] for r in rows]), steps, rng
+    )
 
 
-def cross_attention_kv(model, latents) -> list:
-    """[(keys, values)] of each gated cross-attention block of `model` for `latents` (N, n, D), in the order of
-    the decoder layers they run before, each (N, n, heads, dim_head) in float32: what the block's heads weigh and
-    read."""
+def cross_attention_kv(model, latents) -> dict:
+    """{decoder layer index: (keys, values)} of each gated cross-attention block of `model` for `latents`
+    (N, n, D), each (N, n, heads, dim_head) in float32: what the block's heads weigh and read."""
     import torch
 
-    blocks = [block for _, block in sorted(model.cross_attn_blocks().items())]
-    out = []
+    out = {}
     with torch.no_grad():
-        for block in blocks:
+        for index, block in sorted(model.cross_attn_blocks().items()):
             dtype = next(block.parameters()).dtype
             keys, values = block.media_kv(latents[:, None].to(dtype))  # (N, heads, n, dim_head)
-            out.append((keys.transpose(1, 2).float(), values.transpose(1, 2).float()))
+            out[index] = (keys.transpose(1, 2).float(), values.transpose(1, 2).float())
     return out
 
 
@@ -213,7 +224,6 @@ def fit_lookup(
         fitted.append(nn.Embedding(n_kinds, heads * width))
     elif query != "own":
         raise ValueError(f"unknown query {query!r}")
-    optimiser = torch.optim.Adam([p for m in fitted for p in m.parameters()], lr=3e-3)
     if query == "own":
         with torch.no_grad():
             own = own_query(states).float()
@@ -230,17 +240,15 @@ def fit_lookup(
         read = torch.einsum("bth,bthw->bhw", scores.softmax(1), values[idx]).flatten(1)
         return readout(torch.relu(read))
 
-    train = list(range(n_train))
-    for _ in range(steps):
-        batch = rng.sample(train, min(256, len(train)))
-        loss = nn.functional.cross_entropy(logits(batch), torch.tensor([rows[n][2] for n in batch]))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    test = list(range(n_train, len(rows)))
-    with torch.no_grad():
-        picked = logits(test).argmax(-1)
-    return (picked == torch.tensor([rows[n][2] for n in test])).float().mean().item()
+    return fit_then_score(
+        logits,
+        [p for m in fitted for p in m.parameters()],
+        list(range(n_train)),
+        list(range(n_train, len(rows))),
+        lambda positions: torch.tensor([rows[n][2] for n in positions]),
+        steps,
+        rng,
+    )
 
 
 def main() -> None:
@@ -322,7 +330,8 @@ def main() -> None:
         + "".join(f"{name:>22}" for name in variants)
         + f"{'guessing':>10}"
     )
-    for number, (keys, values) in enumerate(cross_attention_kv(model, latents), start=1):
+    block_kv = cross_attention_kv(model, latents)
+    for number, (keys, values) in enumerate(block_kv.values(), start=1):
         scores = [
             fit_and_score(
                 latents,
@@ -353,9 +362,7 @@ def main() -> None:
     print('the same keys and values, queried at the last token of "<image>The <kind> is":')
     print(f"{'block':<8}" + "".join(f"{name:>24}" for name in queries) + f"{'guessing':>10}")
     blocks = model.cross_attn_blocks()
-    for number, ((keys, values), index) in enumerate(
-        zip(cross_attention_kv(model, latents), sorted(blocks), strict=True), start=1
-    ):
+    for number, (index, (keys, values)) in enumerate(block_kv.items(), start=1):
         attn = blocks[index].attn
         dtype = next(attn.parameters()).dtype
         scores = [
