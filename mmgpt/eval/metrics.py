@@ -7,35 +7,33 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-_CONTRACTIONS = {
-    "aint": "ain't",
-    "arent": "aren't",
-    "cant": "can't",
-    "couldnt": "couldn't",
-    "didnt": "didn't",
-    "doesnt": "doesn't",
-    "dont": "don't",
-    "hadnt": "hadn't",
-    "hasnt": "hasn't",
-    "havent": "haven't",
-    "isnt": "isn't",
-    "itll": "it'll",
-    "its": "it's",
-    "lets": "let's",
-    "shouldnt": "shouldn't",
-    "thats": "that's",
-    "theres": "there's",
-    "theyre": "they're",
-    "wasnt": "wasn't",
-    "werent": "weren't",
-    "whats": "what's",
-    "wont": "won't",
-    "wouldnt": "wouldn't",
-    "youre": "you're",
-    "youve": "you've",
-    "im": "i'm",
-    "ive": "i've",
-}
+# The official evaluation's contraction table, as "written>normalised" pairs. Words are lowercased before
+# the lookup, so its capitalised entries ("Im", "Ive", "Id've", "I'dve") never apply and are left out, as are
+# its two entries that map a word to itself; "its" is not in it ("its" and "it's" stay different answers).
+_CONTRACTION_PAIRS = """
+aint>ain't arent>aren't cant>can't couldve>could've couldnt>couldn't couldn'tve>couldn't've
+couldnt've>couldn't've didnt>didn't doesnt>doesn't dont>don't hadnt>hadn't hadnt've>hadn't've
+hadn'tve>hadn't've hasnt>hasn't havent>haven't hed>he'd hed've>he'd've he'dve>he'd've hes>he's
+howd>how'd howll>how'll hows>how's isnt>isn't itd>it'd itd've>it'd've it'dve>it'd've itll>it'll
+maam>ma'am mightnt>mightn't mightnt've>mightn't've mightn'tve>mightn't've mightve>might've
+mustnt>mustn't mustve>must've neednt>needn't notve>not've oclock>o'clock oughtnt>oughtn't
+ow's'at>'ow's'at 'ows'at>'ow's'at 'ow'sat>'ow's'at shant>shan't shed've>she'd've she'dve>she'd've
+shouldve>should've shouldnt>shouldn't shouldnt've>shouldn't've shouldn'tve>shouldn't've
+somebody'd>somebodyd somebodyd've>somebody'd've somebody'dve>somebody'd've somebodyll>somebody'll
+somebodys>somebody's someoned>someone'd someoned've>someone'd've someone'dve>someone'd've
+someonell>someone'll someones>someone's somethingd>something'd somethingd've>something'd've
+something'dve>something'd've somethingll>something'll thats>that's thered>there'd
+thered've>there'd've there'dve>there'd've therere>there're theres>there's theyd>they'd
+theyd've>they'd've they'dve>they'd've theyll>they'll theyre>they're theyve>they've twas>'twas
+wasnt>wasn't wed've>we'd've we'dve>we'd've weve>we've werent>weren't whatll>what'll whatre>what're
+whats>what's whatve>what've whens>when's whered>where'd wheres>where's whereve>where've whod>who'd
+whod've>who'd've who'dve>who'd've wholl>who'll whos>who's whove>who've whyll>why'll whyre>why're
+whys>why's wont>won't wouldve>would've wouldnt>wouldn't wouldnt've>wouldn't've
+wouldn'tve>wouldn't've yall>y'all yall'll>y'all'll y'allll>y'all'll yall'd've>y'all'd've
+y'alld've>y'all'd've y'all'dve>y'all'd've youd>you'd youd've>you'd've you'dve>you'd've youll>you'll
+youre>you're youve>you've
+"""
+_CONTRACTIONS = dict(pair.split(">") for pair in _CONTRACTION_PAIRS.split())
 _NUMBERS = {
     "none": "0",
     "zero": "0",
@@ -80,9 +78,13 @@ _COMMA_DIGIT = re.compile(r"(\d)(,)(\d)")
 
 def normalize_vqa(answer: str) -> str:
     """The official VQA evaluation's answer processing: punctuation, digits, articles, contractions."""
-    text = answer.replace("\n", " ").replace("\t", " ").strip().lower()
+    original = answer.replace("\n", " ").replace("\t", " ").strip().lower()
+    # Whether a mark is deleted or becomes a space is decided on the answer as given, not on the text left by
+    # the marks handled before it, as the official evaluator does.
+    digit_comma = re.search(_COMMA_DIGIT, original) is not None
+    text = original
     for p in _PUNCT:
-        if (p + " " in text or " " + p in text) or re.search(_COMMA_DIGIT, text) is not None:
+        if p + " " in original or " " + p in original or digit_comma:
             text = text.replace(p, "")
         else:
             text = text.replace(p, " ")
@@ -97,7 +99,12 @@ def normalize_vqa(answer: str) -> str:
 
 
 def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
-    """Official VQA accuracy: min(#humans who gave the answer / 3, 1), averaged over the 10 leave-one-out subsets."""
+    """Official VQA accuracy: min(#humans who gave the answer / 3, 1), averaged over the 10 leave-one-out subsets.
+
+    The prediction and every human answer are normalised with `normalize_vqa`. The official script normalises
+    the human answers only when they disagree, so the two differ only where ten identical human answers are not
+    already in normal form.
+    """
     pred = normalize_vqa(prediction)
     answers = [normalize_vqa(a) for a in human_answers]
     if not answers:
@@ -123,8 +130,16 @@ def _ngrams(words: list[str], n: int) -> Counter:
     return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
-def _tokenize(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
+# The COCO caption evaluation tokenises with the Penn Treebank tokenizer and drops punctuation tokens: clitics
+# become tokens of their own ("don't" -> "do n't", "dog's" -> "dog 's") and hyphenated words and decimals stay
+# whole ("t-shirt", "3.5"). These two patterns do the same for plain caption text without the Java tool.
+_CLITIC = re.compile(r"(?<=[a-z0-9])(n't|'s|'re|'ve|'ll|'d|'m)\b")
+_CAPTION_TOKEN = re.compile(r"n't|'[a-z]+|\d+(?:[.,]\d+)+|[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def caption_tokens(text: str) -> list[str]:
+    """The lowercased words of a caption as CIDEr-D counts them, punctuation dropped (see `_CLITIC`)."""
+    return _CAPTION_TOKEN.findall(_CLITIC.sub(r" \1", text.lower().replace("\u2019", "'")))
 
 
 def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]], sigma: float = 6.0) -> float:
@@ -137,7 +152,7 @@ def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]], sig
         raise ValueError("one reference set per prediction is required")
     if not predictions:
         return 0.0
-    refs_tok = [[_tokenize(r) for r in refs] for refs in references]
+    refs_tok = [[caption_tokens(r) for r in refs] for refs in references]
     doc_freq: Counter = Counter()
     for refs in refs_tok:
         seen = set()
@@ -156,7 +171,7 @@ def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]], sig
 
     total = 0.0
     for pred, refs in zip(predictions, refs_tok, strict=True):
-        cand_words = _tokenize(pred)
+        cand_words = caption_tokens(pred)
         cand = vec(cand_words)
         score = 0.0
         for ref_words in refs:

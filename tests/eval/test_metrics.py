@@ -7,7 +7,14 @@ import math
 
 import pytest
 
-from mmgpt.eval.metrics import cider_d, exact_match, normalize_vqa, response_words, vqa_accuracy
+from mmgpt.eval.metrics import (
+    caption_tokens,
+    cider_d,
+    exact_match,
+    normalize_vqa,
+    response_words,
+    vqa_accuracy,
+)
 from mmgpt.eval.runner import chance, most_frequent, score
 
 
@@ -34,6 +41,18 @@ def test_vqa_punctuation_rules_and_partial_credit():
     assert vqa_accuracy("anything", []) == 0.0
 
 
+def test_vqa_normalisation_follows_the_official_tables_and_order():
+    # A mark is deleted everywhere when it touches a space somewhere in the answer as given; the slash turning
+    # into a space must not make the hyphens deleted too ("c-d" stays two words).
+    assert normalize_vqa("x/-y c-d") == "x y c d"
+    assert normalize_vqa("x -y c-d") == "x y cd"
+    # The official contraction table: "hes" and "couldnt've" are in it; "its" and "im" are not (its "Im" entry
+    # is capitalised and words are lowercased first).
+    assert normalize_vqa("hes") == "he's" and normalize_vqa("couldnt've") == "couldn't've"
+    assert normalize_vqa("its") == "its" and normalize_vqa("Im") == "im"
+    assert vqa_accuracy("its red", ["it's red"] * 10) == 0.0
+
+
 def test_cider_by_hand():
     # Two images; each prediction equals its only reference. Every n-gram occurs in one of two documents, so
     # idf = log(2) for all and each n with n-grams has cosine 1 and no length penalty. Image 1 has 1-, 2- and
@@ -57,6 +76,25 @@ def test_cider_by_hand():
     # Several references: the score is their mean.
     two_refs = cider_d(["a b", "c d"], [["a b", "x y"], ["c d"]])
     assert two_refs == pytest.approx((10 / 4 * 2 / 2 + 10 / 4 * 2) / 2)
+
+
+def test_caption_tokens_split_like_the_coco_evaluation():
+    # Clitics are tokens of their own, hyphenated words and numbers stay whole, punctuation is dropped.
+    assert caption_tokens("A dog's T-shirt, don't (1,000 / 3.5)!") == [
+        "a",
+        "dog",
+        "'s",
+        "t-shirt",
+        "do",
+        "n't",
+        "1,000",
+        "3.5",
+    ]
+    assert caption_tokens("It\u2019s red,blue.") == ["it", "'s", "red", "blue"]
+    # So "don't" shares its "do" with "do not": unigram overlap 1 of 2 words each, no higher n-grams shared.
+    assert cider_d(["don't", "x"], [["do not"], ["x"]]) == pytest.approx(
+        (10 / 4 * (1 / 2) + 10 / 4) / 2, rel=1e-6
+    )
 
 
 def test_score_and_chance():
