@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a model on held-out data",
         description="SPEC is a synthetic-world heldout.jsonl (counting, colour/shape, OCR, caption F1, language, "
         "follow-up accuracy, response length), or vqa:questions=Q.json,annotations=A.json,images=DIR"
-        "[,pattern=COCO_val2014_{image_id:012d}.jpg] (VQA accuracy), or "
+        "[,pattern=COCO_val2014_{image_id:012d}.jpg][,prompt={question}] (VQA accuracy of each reply's short "
+        "answer), or "
         "coco:ann=dataset_coco.json,images=DIR[,split=test] (CIDEr).",
     )
     p.add_argument(
@@ -67,6 +68,8 @@ def _eval(args: argparse.Namespace) -> int:
     from mmgpt.model.checkpoints import load_model
 
     kind, fields = _parse_spec(args.data)
+    if "{question}" not in fields.get("prompt", "{question}"):
+        raise ConfigError(f"--data {args.data}: prompt= must contain {{question}}")
     baselines = {"chance": runner.chance, "most-frequent": runner.most_frequent}
     if args.model in baselines:
         if kind != "heldout":
@@ -96,7 +99,7 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         try:
             if kind == "vqa":
-                shown = runner.evaluate_vqa(
+                shown, records = runner.evaluate_vqa(
                     model,
                     Path(fields["questions"]),
                     Path(fields["annotations"]),
@@ -105,9 +108,10 @@ def _eval(args: argparse.Namespace) -> int:
                     args.limit,
                     args.batch_size,
                     args.max_new_tokens,
+                    prompt=fields.get("prompt", "{question}"),
                 )
             else:
-                shown = runner.evaluate_coco(
+                shown, records = runner.evaluate_coco(
                     model,
                     Path(fields["ann"]),
                     Path(fields["images"]),
@@ -118,7 +122,7 @@ def _eval(args: argparse.Namespace) -> int:
                 )
         except KeyError as err:
             raise ConfigError(f"--data {args.data}: missing field {err}") from err
-        report = {"model": args.model, "data": args.data, "dtype": dtype, "metrics": shown}
+        report = {"model": args.model, "data": args.data, "dtype": dtype, "metrics": shown, "items": records}
     return _report(report, shown, args.out)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -236,6 +237,34 @@ def evaluate_heldout(
     return score(items, replies), records
 
 
+def vqa_answer(reply: str) -> str:
+    """The short answer a VQA reply gives: its first line and first sentence, without a leading "The answer
+    is" or "Answer:" (instruction-tuned models answer in sentences, and MultiModal-GPT's A-OKVQA data taught
+    "The answer is X. Because ..."); a one-word reply is returned as it is."""
+    text = reply.strip().splitlines()[0] if reply.strip() else ""
+    text = re.split(r"(?<=[^\d])\.(?:\s|$)|\s+because\b", text, maxsplit=1, flags=re.IGNORECASE)[0]
+    return _ANSWER_LEAD.sub("", text).strip()
+
+
+_ANSWER_LEAD = re.compile(r"^\s*(?:the\s+(?:correct\s+)?answer\s+is\s*:?|answer\s*:)\s*", re.IGNORECASE)
+
+
+def _present_images(items: list[dict], what: str) -> tuple[list[dict], int]:
+    """`items` whose image file exists, and how many were skipped; every image missing is an error, since it
+    means a wrong image folder or file-name pattern rather than a few lost files."""
+    present = [i for i in items if (Path(i["_root"]) / i["image"]).is_file()]
+    missing = [i for i in items if i not in present] if len(present) < len(items) else []
+    if items and not present:
+        example = Path(items[0]["_root"]) / items[0]["image"]
+        raise DataError(f"{what}: none of the {len(items)} images exist (the first would be {example})")
+    if missing:
+        shown = ", ".join(str(Path(i["_root"]) / i["image"]) for i in missing[:3])
+        logger.warning(
+            "%s: %d of %d images are missing and skipped (%s...)", what, len(missing), len(items), shown
+        )
+    return present, len(missing)
+
+
 def evaluate_vqa(
     model: Any,
     questions: Path,
@@ -245,28 +274,60 @@ def evaluate_vqa(
     limit: int | None,
     batch_size: int,
     max_new_tokens: int,
-) -> dict[str, float]:
-    """VQA accuracy on official question + annotation files (single-round template, short answers)."""
+    prompt: str = "{question}",
+) -> tuple[dict[str, float], list[dict]]:
+    """VQA accuracy on official question + annotation files (single-round template, the question rendered
+    into `prompt`), scored on each reply's short answer (`vqa_answer`); returns the metrics (accuracy in
+    percent, items scored, items skipped for a missing image or missing annotations) and one record per item.
+    """
     from mmgpt.data.sources.common import load_json
 
     qs = load_json(questions)["questions"][: limit or None]
     answers = {
         a["question_id"]: [x["answer"] for x in a["answers"]] for a in load_json(annotations)["annotations"]
     }
+    annotated = [q for q in qs if q["question_id"] in answers]
+    if qs and not annotated:
+        raise DataError(
+            f"{annotations} has answers for none of the {len(qs)} questions of {questions} (another split?)"
+        )
+    if len(annotated) < len(qs):
+        logger.warning(
+            "%d of %d questions have no annotations and are skipped", len(qs) - len(annotated), len(qs)
+        )
     items = [
         {
             "id": q["question_id"],
             "kind": "vqa",
-            "question": q["question"],
+            "question": prompt.replace("{question}", q["question"]),
             "history": [],
             "image": pattern.format(image_id=int(q["image_id"])),
             "_root": str(images),
         }
-        for q in qs
+        for q in annotated
     ]
+    items, missing = _present_images(items, f"VQA images in {images}")
     replies = generate_answers(model, items, batch_size, max_new_tokens)
-    accs = [vqa_accuracy(r, answers.get(i["id"], [])) for i, r in zip(items, replies, strict=True)]
-    return {"vqa_accuracy": round(100 * statistics.fmean(accs), 2) if accs else 0.0, "items": len(items)}
+    records, accs = [], []
+    for item, reply in zip(items, replies, strict=True):
+        said = vqa_answer(reply)
+        accs.append(vqa_accuracy(said, answers[item["id"]]))
+        records.append(
+            {
+                "id": item["id"],
+                "question": item["question"],
+                "reply": reply,
+                "answer": said,
+                "accuracy": accs[-1],
+            }
+        )
+    metrics = {
+        "vqa_accuracy": round(100 * statistics.fmean(accs), 2) if accs else 0.0,
+        "items": len(items),
+        "skipped_no_annotation": len(qs) - len(annotated),
+        "skipped_missing_image": missing,
+    }
+    return metrics, records
 
 
 def evaluate_coco(
@@ -278,11 +339,14 @@ def evaluate_coco(
     batch_size: int,
     max_new_tokens: int,
     instruction: str = "Describe the image briefly.",
-) -> dict[str, float]:
-    """CIDEr-D of captions on a Karpathy split."""
+) -> tuple[dict[str, float], list[dict]]:
+    """CIDEr-D of captions on a Karpathy split; returns the metrics (CIDEr-D, items scored, items skipped for a
+    missing image) and one record per item (its reply and references)."""
     from mmgpt.data.sources.common import load_json
 
     entries = [e for e in load_json(ann)["images"] if e.get("split") == split][: limit or None]
+    if not entries:
+        raise DataError(f"{ann} has no images in split {split!r}")
     items = [
         {
             "id": e.get("cocoid"),
@@ -291,9 +355,20 @@ def evaluate_coco(
             "history": [],
             "image": str(Path(e.get("filepath", "")) / e["filename"]),
             "_root": str(images),
+            "references": [s["raw"] for s in e["sentences"]],
         }
         for e in entries
     ]
+    items, missing = _present_images(items, f"COCO images in {images}")
     replies = generate_answers(model, items, batch_size, max_new_tokens)
-    refs = [[s["raw"] for s in e["sentences"]] for e in entries]
-    return {"cider": round(cider_d(replies, refs), 4), "items": len(items)}
+    refs = [i["references"] for i in items]
+    records = [
+        {"id": i["id"], "reply": r, "references": i["references"]}
+        for i, r in zip(items, replies, strict=True)
+    ]
+    metrics = {
+        "cider": round(cider_d(replies, refs), 4),
+        "items": len(items),
+        "skipped_missing_image": missing,
+    }
+    return metrics, records

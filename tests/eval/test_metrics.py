@@ -15,7 +15,7 @@ from mmgpt.eval.metrics import (
     response_words,
     vqa_accuracy,
 )
-from mmgpt.eval.runner import chance, most_frequent, score
+from mmgpt.eval.runner import chance, most_frequent, score, vqa_answer
 
 
 def test_vqa_normalisation_and_accuracy():
@@ -214,8 +214,15 @@ def test_eval_cli_chance_and_real_formats(make_tiny_model, tmp_path, capsys):
     spec += ",pattern={image_id:012d}.jpg"
     args = ["--model", str(tmp_path / "m"), "--max-new-tokens", "3", "--batch-size", "2"]
     assert main(["eval", *args, "--data", spec, "--out", str(tmp_path / "v.json")]) == 0
-    vqa = json.loads((tmp_path / "v.json").read_text())["metrics"]
+    vqa_report = json.loads((tmp_path / "v.json").read_text())
+    vqa = vqa_report["metrics"]
     assert vqa["items"] == 3 and 0.0 <= vqa["vqa_accuracy"] <= 100.0
+    # every item's reply, the short answer scored and its accuracy are in the report
+    assert [r["id"] for r in sorted(vqa_report["items"], key=lambda r: r["id"])] == ids
+    assert all(r["answer"] == vqa_answer(r["reply"]) for r in vqa_report["items"])
+    assert vqa["vqa_accuracy"] == pytest.approx(
+        round(100 * sum(r["accuracy"] for r in vqa_report["items"]) / 3, 2)
+    )
 
     karpathy = {
         "images": [
@@ -232,6 +239,50 @@ def test_eval_cli_chance_and_real_formats(make_tiny_model, tmp_path, capsys):
     (tmp_path / "k.json").write_text(json.dumps(karpathy))
     spec = f"coco:ann={tmp_path / 'k.json'},images={world / 'eval'},split=test"
     assert main(["eval", *args, "--data", spec, "--out", str(tmp_path / "k_out.json")]) == 0
-    coco = json.loads((tmp_path / "k_out.json").read_text())["metrics"]
+    coco_report = json.loads((tmp_path / "k_out.json").read_text())
+    coco = coco_report["metrics"]
     assert coco["items"] == 3 and coco["cider"] >= 0.0
+    assert len(coco_report["items"]) == 3 and coco_report["items"][0]["references"][0] == "A red circle."
     assert main(["eval", "--model", "chance", "--data", spec]) != 0  # chance needs answer spaces
+
+
+def test_vqa_answer_takes_the_short_answer_of_a_sentence():
+    assert vqa_answer("The answer is red. Because it is ripe.") == "red"
+    assert vqa_answer("Answer: two dogs") == "two dogs" and vqa_answer("red because it is ripe") == "red"
+    assert vqa_answer("Yes.") == "Yes" and vqa_answer("3.5") == "3.5" and vqa_answer("") == ""
+    assert vqa_answer("two\nQuestion: what next?") == "two"
+    assert vqa_accuracy(vqa_answer("The answer is two. Because I count them."), ["2"] * 10) == 1.0
+
+
+def test_vqa_eval_skips_missing_images_and_rejects_a_wrong_split(make_tiny_model, tmp_path, caplog):
+    from mmgpt.cli import main
+    from mmgpt.errors import DataError
+    from mmgpt.eval.runner import evaluate_vqa
+    from mmgpt.model.checkpoints import load_model
+    from mmgpt.synth import generate_world
+
+    world = tmp_path / "w"
+    generate_world(world, seed=0, scale="quick", progress=False)
+    make_tiny_model(image_size=64).save_pretrained(tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    ids = [int(p.stem) for p in sorted((world / "eval" / "images").glob("*.jpg"))[:2]] + [999999]
+    questions, annotations = tmp_path / "q.json", tmp_path / "a.json"
+    questions.write_text(
+        json.dumps({"questions": [{"image_id": i, "question": "Colour?", "question_id": i} for i in ids]})
+    )
+    annotations.write_text(
+        json.dumps({"annotations": [{"question_id": i, "answers": [{"answer": "red"}] * 10} for i in ids]})
+    )
+    run = dict(pattern="{image_id:012d}.jpg", limit=None, batch_size=2, max_new_tokens=2)
+    metrics, records = evaluate_vqa(model, questions, annotations, world / "eval" / "images", **run)
+    # the question whose image file does not exist is skipped and counted, the others scored
+    assert metrics["items"] == 2 and metrics["skipped_missing_image"] == 1 and len(records) == 2
+    assert "missing and skipped" in caplog.text
+    with pytest.raises(DataError, match="none of the 3 images exist"):
+        evaluate_vqa(model, questions, annotations, tmp_path, **run)
+    annotations.write_text(json.dumps({"annotations": [{"question_id": 5, "answers": [{"answer": "red"}]}]}))
+    with pytest.raises(DataError, match="answers for none of the 3 questions"):
+        evaluate_vqa(model, questions, annotations, world / "eval" / "images", **run)
+    # a prompt without the question is refused before the model is loaded
+    spec = f"vqa:questions={questions},annotations={annotations},images={world},prompt=Say yes."
+    assert main(["eval", "--model", str(tmp_path / "m"), "--data", spec]) != 0
