@@ -66,11 +66,26 @@ def main(argv: list[str] | None = None) -> int:
         # a path that cannot be read or written, a full disk: the message names the file; -v shows where
         if args.verbose:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(err: OSError) -> str:
+    """The message for a failed file operation: the system's own, except where it misleads, as "File exists"
+    does when an output directory's path is a file."""
+    from pathlib import Path
+
+    name = err.filename
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and name is not None:
+        path = Path(name)
+        blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            inside = "" if blocking == path else f" (for {path})"
+            return f"{blocking} is a file, where a directory is needed{inside}"
+    return str(err)
 
 
 if __name__ == "__main__":

@@ -47,3 +47,18 @@ def test_other_image_size(tmp_path):
     manifest = generate_world(tmp_path, scale="quick", image_size=96, progress=False)
     with Image.open(tmp_path / manifest.image_files()[0]) as im:
         assert im.size == (96, 96)
+
+
+def test_an_output_path_that_is_a_file_is_named(tmp_path, capsys):
+    from mmgpt.cli import main
+
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    assert main(["synth", "--out", str(blocker), "--scale", "quick", "--no-progress"]) == 1
+    assert f"{blocker} is a file, where a directory is needed" in capsys.readouterr().err
+    assert main(["synth", "--out", str(blocker / "world"), "--scale", "quick", "--no-progress"]) == 1
+    assert (
+        f"{blocker} is a file, where a directory is needed (for {blocker / 'world'})"
+        in capsys.readouterr().err
+    )
+    assert blocker.read_text() == "keep me"
