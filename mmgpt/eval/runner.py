@@ -252,8 +252,9 @@ _ANSWER_LEAD = re.compile(r"^\s*(?:the\s+(?:correct\s+)?answer\s+is\s*:?|answer\
 def _present_images(items: list[dict], what: str) -> tuple[list[dict], int]:
     """`items` whose image file exists, and how many were skipped; every image missing is an error, since it
     means a wrong image folder or file-name pattern rather than a few lost files."""
-    present = [i for i in items if (Path(i["_root"]) / i["image"]).is_file()]
-    missing = [i for i in items if i not in present] if len(present) < len(items) else []
+    present, missing = [], []
+    for item in items:
+        (present if (Path(item["_root"]) / item["image"]).is_file() else missing).append(item)
     if items and not present:
         example = Path(items[0]["_root"]) / items[0]["image"]
         raise DataError(f"{what}: none of the {len(items)} images exist (the first would be {example})")
