@@ -92,6 +92,7 @@ class DataConfig:
                     raise ConfigError(
                         f"{key}.type: unknown dataset type {specs[-1].type!r} (known: {', '.join(sorted(READERS))})"
                     )
+                _check_type_keys(specs[-1], key)
                 if stream == "vision_language" and specs[-1].type in LANGUAGE_TYPES:
                     raise ConfigError(
                         f"{key}.type: {specs[-1].type} is language-only; list it under {where}.language"
@@ -120,13 +121,33 @@ def _spec(item: Any, key: str) -> DatasetSpec:
         if not isinstance(item.get(required), str) or not item[required]:
             raise ConfigError(f"{key}.{required} is required (a string)")
     spec = DatasetSpec(**item)
-    if spec.sample is not None and (not isinstance(spec.sample, int) or spec.sample < 1):
+    # bool is an int in Python: `sample: true` would otherwise mean one sample
+    bad_sample = isinstance(spec.sample, bool) or not isinstance(spec.sample, int) or spec.sample < 1
+    if spec.sample is not None and bad_sample:
         raise ConfigError(f"{key}.sample must be a positive integer or null, got {spec.sample!r}")
     if not isinstance(spec.weight, (int, float)) or spec.weight <= 0:
         raise ConfigError(f"{key}.weight must be > 0, got {spec.weight!r}")
     if not isinstance(spec.options, dict):
         raise ConfigError(f"{key}.options must be a mapping")
     return spec
+
+
+def _check_type_keys(spec: DatasetSpec, key: str) -> None:
+    """Refuse keys and options the spec's reader does not read, and a vqa spec without its questions file."""
+    from mmgpt.data.sources import READER_OPTIONS, SPLIT_TYPES
+
+    known = READER_OPTIONS.get(spec.type, set()) | {"seed"}
+    for option in spec.options:
+        if option not in known:
+            raise ConfigError(
+                f"unknown key {key}.options.{option} for type {spec.type} (known: {', '.join(sorted(known))})"
+            )
+    if spec.split is not None and spec.type not in SPLIT_TYPES:
+        raise ConfigError(
+            f"{key}.split: type {spec.type} has no splits (only {', '.join(sorted(SPLIT_TYPES))})"
+        )
+    if spec.type == "vqa" and not (spec.question_path or spec.options.get("question_path")):
+        raise ConfigError(f"{key}.question_path is required for type vqa (the questions file)")
 
 
 def load_data_config(path: str | Path) -> DataConfig:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
 from transformers import PreTrainedTokenizerBase
 
 from mmgpt.data.dataset import ReadResult
+from mmgpt.data.sources import Skips
 from mmgpt.data.templates import SampleTooLong, encode_conversation, supervised_spans
 
 SHORT_WORDS = 2
@@ -27,6 +30,7 @@ class DatasetReport:
     kept: int
     skipped: dict[str, int]
     images_missing: int
+    skip_examples: dict[str, list[str]] = field(default_factory=dict)
     response_words: list[int] = field(default_factory=list)
     response_tokens: list[int] = field(default_factory=list)
 
@@ -60,27 +64,58 @@ class DatasetReport:
         }
 
 
+def unreadable_image(path: Path) -> str | None:
+    """Why an image file cannot be used, from its header alone (empty, not an image, too many pixels), or None.
+
+    Only the header is read, so that a large dataset is checked quickly; a file cut short after a valid header is
+    found when training decodes it.
+    """
+    try:
+        with Image.open(path) as image:
+            image.size  # noqa: B018 (the header is parsed by open; nothing is decoded)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        return str(err) if str(path) in str(err) else f"{path}: {err}"
+    return None
+
+
 def build_report(result: ReadResult, tokenizer: PreTrainedTokenizerBase, max_length: int) -> DatasetReport:
-    """Render every kept sample once and measure its responses (words and tokens, EOS excluded)."""
-    skipped = dict(result.skips.counts)
-    report = DatasetReport(
-        name=result.spec.label,
-        records_read=result.records_read,
-        kept=0,
-        skipped=skipped,
-        images_missing=skipped.get("missing_image", 0),
-    )
+    """Render every kept sample once and measure its responses (words and tokens, EOS excluded).
+
+    Samples that training would skip are counted as such: `too_long` when the first round does not fit, and
+    `corrupt_image` when an image the rendered rounds use is not a readable image file.
+    """
+    skips = Skips()
+    skips.merge(result.skips)
+    checked: dict[Path, str | None] = {}
+    kept, words, tokens = 0, [], []
     for sample in result.samples:
+        where = sample.where or f"{sample.dataset}:{sample.id}"
         try:
             encoded = encode_conversation(sample.conversation, tokenizer, max_length)
-        except SampleTooLong:
-            report.skipped["too_long"] = report.skipped.get("too_long", 0) + 1
+        except SampleTooLong as err:
+            skips.add("too_long", where, str(err))
             continue
-        report.kept += 1
+        for path in sample.images[: encoded.num_images]:
+            if path not in checked:
+                checked[path] = unreadable_image(path)
+        problem = next((checked[p] for p in sample.images[: encoded.num_images] if checked[p]), None)
+        if problem:
+            skips.add("corrupt_image", where, problem)
+            continue
+        kept += 1
         for turn, span in zip(sample.conversation.turns, supervised_spans(encoded), strict=False):
-            report.response_words.append(len((turn.assistant or "").split()))
-            report.response_tokens.append(len(span) - 1)
-    return report
+            words.append(len((turn.assistant or "").split()))
+            tokens.append(len(span) - 1)
+    return DatasetReport(
+        name=result.spec.label,
+        records_read=result.records_read,
+        kept=kept,
+        skipped=dict(skips.counts),
+        images_missing=skips.counts.get("missing_image", 0),
+        skip_examples={k: list(v) for k, v in skips.examples.items()},
+        response_words=words,
+        response_tokens=tokens,
+    )
 
 
 def format_table(reports: list[DatasetReport]) -> str:
@@ -98,6 +133,9 @@ def format_table(reports: list[DatasetReport]) -> str:
             lines.append(
                 f"  {r.name}: skipped " + ", ".join(f"{k}={v}" for k, v in sorted(r.skipped.items()))
             )
+            # the first few locations per reason, so the records can be found and fixed
+            for reason in sorted(r.skip_examples):
+                lines += [f"    {example}" for example in r.skip_examples[reason]]
     for r in reports:
         if r.warn_short:
             lines.append(

@@ -23,5 +23,14 @@ READERS = {
     "alpaca_gpt4": read_alpaca,
 }
 LANGUAGE_TYPES = {"dolly", "alpaca_gpt4"}
+# The `options:` keys each reader reads (every reader may be given `seed`); others are refused, so that a
+# misspelt option is an error rather than silently ignored.
+READER_OPTIONS = {
+    "coco_caption": {"split", "include_restval"},
+    "ocr_vqa": {"split"},
+    "vqa": {"question_path", "image_pattern", "image_split"},
+}
+# Readers that use a dataset spec's `split` key.
+SPLIT_TYPES = {"coco_caption", "ocr_vqa"}
 
-__all__ = ["READERS", "LANGUAGE_TYPES", "Sample", "Skips"]
+__all__ = ["READERS", "LANGUAGE_TYPES", "READER_OPTIONS", "SPLIT_TYPES", "Sample", "Skips"]

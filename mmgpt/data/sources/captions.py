@@ -11,14 +11,14 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmgpt.data.sources.common import Sample, Skips, load_json, require_str
+from mmgpt.data.sources.common import Sample, Skips, field_error, load_json, require_str
 from mmgpt.data.templates import Conversation, Turn, caption_instruction
 from mmgpt.errors import DataError
 
 
-def _caption_sample(name: str, key: str, caption: str, image: Path, seed: int) -> Sample:
+def _caption_sample(name: str, key: str, caption: str, image: Path, seed: int, where: str) -> Sample:
     turn = Turn(user=caption_instruction(f"{name}:{key}", seed), assistant=caption.strip(), num_images=1)
-    return Sample(dataset=name, id=key, conversation=Conversation([turn]), images=[image])
+    return Sample(dataset=name, id=key, conversation=Conversation([turn]), images=[image], where=where)
 
 
 def read_minigpt4(
@@ -32,18 +32,24 @@ def read_minigpt4(
     for index, record in enumerate(data["annotations"]):
         where = f"{ann_path}:{index}"
         try:
-            image_id = record["image_id"] if isinstance(record, dict) else None
-            if not isinstance(image_id, (str, int)):
+            if not isinstance(record, dict):
+                raise TypeError("record is not an object")
+            image_id = record.get("image_id")
+            if (
+                isinstance(image_id, bool)
+                or not isinstance(image_id, (str, int))
+                or not str(image_id).strip()
+            ):
                 raise TypeError("field 'image_id' missing or not a string")
             caption = require_str(record, "caption")
         except (KeyError, TypeError, ValueError) as err:
-            skips.add("empty_response" if "empty" in str(err) else "malformed", where, str(err))
+            skips.add("empty_response" if "empty" in str(err) else "malformed", where, field_error(err))
             continue
         image = root / f"{image_id}.jpg"
-        if not image.exists():
+        if not image.is_file():
             skips.add("missing_image", where, str(image))
             continue
-        yield _caption_sample(name, str(image_id), caption, image, options.get("seed", 0))
+        yield _caption_sample(name, str(image_id), caption, image, options.get("seed", 0), where)
 
 
 def read_coco_caption(
@@ -64,13 +70,13 @@ def read_coco_caption(
             try:
                 image_rel, caption = require_str(record, "image"), require_str(record, "caption")
             except (KeyError, TypeError, ValueError) as err:
-                skips.add("malformed", where, str(err))
+                skips.add("malformed", where, field_error(err))
                 continue
             image = root / image_rel
-            if not image.exists():
+            if not image.is_file():
                 skips.add("missing_image", where, str(image))
                 continue
-            yield _caption_sample(name, f"{image_rel}#{index}", caption, image, seed)
+            yield _caption_sample(name, f"{image_rel}#{index}", caption, image, seed, where)
         return
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f'{ann_path}: expected a Karpathy {{"images": [...]}} file or a LAVIS list')
@@ -87,21 +93,28 @@ def read_coco_caption(
             continue
         try:
             filename = require_str(record, "filename")
-            filepath = record.get("filepath", "")
+            filepath = record.get("filepath") or ""
+            if not isinstance(filepath, str):
+                raise TypeError(f"field 'filepath' is {type(filepath).__name__}, expected string")
             sentences = record["sentences"]
+            if not isinstance(sentences, list):
+                raise TypeError(f"field 'sentences' is {type(sentences).__name__}, expected a list")
+            # a sentence whose "raw" is missing, null or not text is left out; the others still count
             captions = [
-                s["raw"].strip() for s in sentences if isinstance(s, dict) and str(s.get("raw", "")).strip()
+                s["raw"].strip()
+                for s in sentences
+                if isinstance(s, dict) and isinstance(s.get("raw"), str) and s["raw"].strip()
             ]
         except (KeyError, TypeError, ValueError) as err:
-            skips.add("malformed", where, str(err))
+            skips.add("malformed", where, field_error(err))
             continue
         if not captions:
-            skips.add("empty_response", where, "no captions")
+            skips.add("empty_response", where, "no caption in field 'sentences' has a non-empty 'raw'")
             continue
         image = root / filepath / filename
-        if not image.exists():
+        if not image.is_file():
             skips.add("missing_image", where, str(image))
             continue
         key = str(record.get("cocoid", filename))
         caption = random.Random(zlib.crc32(f"{seed}:{key}".encode())).choice(captions)
-        yield _caption_sample(name, key, caption, image, seed)
+        yield _caption_sample(name, key, caption, image, seed, where)

@@ -26,6 +26,7 @@ class Sample:
     id: str
     conversation: Conversation
     images: list[Path] = field(default_factory=list)
+    where: str = ""  # "file:record" of the source record, for messages about this sample
 
 
 class Skips:
@@ -67,32 +68,55 @@ class Skips:
         return ", ".join(f"{reason}: {n}" for reason, n in self.counts.most_common())
 
 
-def load_json(path: Path) -> Any:
-    """Parse a JSON file; unreadable files and syntax errors are DataErrors naming the file and line."""
+def _read_text(path: Path) -> str:
+    """The file's text as UTF-8 (a leading byte-order mark is dropped); errors name the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        # utf-8-sig: editors on Windows often save UTF-8 with a byte-order mark, which json rejects
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+            "save the file as UTF-8"
+        ) from err
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file; unreadable files and syntax errors are DataErrors naming the file and line."""
+    text = _read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from err
+        hint = ""
+        if err.msg == "Extra data" and text.lstrip().startswith("{"):
+            # several top-level objects, one per line: JSON Lines given to a reader of one JSON document
+            hint = "; the file looks like JSON Lines (one object per line), but this reader expects one JSON document"
+        raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno}){hint}") from err
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object) for each non-blank line; a bad line is a DataError naming it."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror or err}") from err
-    with handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from err
+    """Yield (line number, parsed object) for each non-blank line; a bad line is a DataError naming it.
+
+    A file holding one JSON array instead of one object per line is a DataError saying so.
+    """
+    text = _read_text(path)
+    if text.lstrip().startswith("["):
+        raise DataError(
+            f"{path}: the file is a JSON array, but this reader expects JSON Lines (one object per line)"
+        )
+    # split on "\n" only: str.splitlines would also break at characters such as U+2028 that JSON allows raw
+    # inside strings; a "\r" left by CRLF endings is whitespace to the JSON parser
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg}, column {err.colno})") from err
 
 
 def require_str(record: Any, key: str, allow_empty: bool = False) -> str:
@@ -107,6 +131,44 @@ def require_str(record: Any, key: str, allow_empty: bool = False) -> str:
     if not allow_empty and not value.strip():
         raise ValueError(f"field '{key}' is empty")
     return value
+
+
+def field_error(err: Exception) -> str:
+    """A readable description of a field problem raised while parsing a record.
+
+    str(KeyError) quotes its argument, and a bare KeyError carries only the key, so both are rewritten.
+    """
+    if isinstance(err, KeyError):
+        arg = err.args[0] if err.args else ""
+        return arg if isinstance(arg, str) and arg.startswith("missing field") else f"missing field {arg!r}"
+    return str(err)
+
+
+def require_int(record: dict, key: str) -> int:
+    """record[key] as an int (an integer or a string of digits); KeyError/TypeError/ValueError name the field."""
+    if key not in record:
+        raise KeyError(f"missing field '{key}'")
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"field '{key}' is {type(value).__name__}, expected an integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"field '{key}' is {value!r}, expected an integer") from None
+
+
+def invalid_text(sample: Sample) -> str | None:
+    """Which text of a sample cannot be encoded as UTF-8 (a lone surrogate from a \\ud800-style JSON escape,
+    which tokenizers reject), or None when all of it can."""
+    for number, turn in enumerate(sample.conversation.turns):
+        for name, text in (("question", turn.user), ("response", turn.assistant), ("input", turn.input)):
+            if text is None:
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"round {number} {name} holds a lone surrogate (invalid Unicode)"
+    return None
 
 
 def seeded_subset(items: list[Any], n: int | None, seed: int, name: str) -> list[Any]:

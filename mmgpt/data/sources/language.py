@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmgpt.data.sources.common import Sample, Skips, iter_jsonl, load_json, require_str
+from mmgpt.data.sources.common import Sample, Skips, field_error, iter_jsonl, load_json, require_str
 from mmgpt.data.templates import Conversation, Turn
 from mmgpt.errors import DataError
 
@@ -18,13 +18,13 @@ def _instruction_sample(name, key, record, where, skips, input_key, output_key) 
         if not isinstance(extra, str):
             raise TypeError(f"field '{input_key}' is {type(extra).__name__}, expected string")
     except (KeyError, TypeError, ValueError) as err:
-        skips.add("malformed", where, str(err))
+        skips.add("malformed", where, field_error(err))
         return None
     if not response.strip():
         skips.add("empty_response", where, f"field '{output_key}' is empty")
         return None
     turn = Turn(user=instruction.strip(), assistant=response.strip(), input=extra.strip() or None)
-    return Sample(name, key, Conversation([turn]), [])
+    return Sample(name, key, Conversation([turn]), [], where=where)
 
 
 def read_dolly(

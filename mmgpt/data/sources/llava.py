@@ -51,6 +51,10 @@ def _parse(record, index, ann_path, image_root, name, skips, where) -> Sample | 
     else:
         skips.add("malformed", where, "field 'image' must be a string or a list of strings")
         return None
+    if any(not f.strip() for f in files):
+        # an empty name would resolve to the image folder itself
+        skips.add("malformed", where, "field 'image' holds an empty file name")
+        return None
     messages = record["conversations"]
     turns: list[Turn] = []
     for position in range(0, len(messages), 2):
@@ -60,11 +64,17 @@ def _parse(record, index, ann_path, image_root, name, skips, where) -> Sample | 
             return None
         human, gpt = pair
         if human.get("from") not in HUMAN or gpt.get("from") not in ASSISTANT:
-            skips.add("bad_turn_order", where, f"messages {position}-{position + 1} are not human then gpt")
+            found = f"{human.get('from')!r} then {gpt.get('from')!r}"
+            skips.add(
+                "bad_turn_order", where, f"messages {position}-{position + 1} are {found}, not human then gpt"
+            )
             return None
         question, answer = human.get("value"), gpt.get("value")
         if not isinstance(question, str) or not isinstance(answer, str):
-            skips.add("malformed", where, f"message {position} has a non-string 'value'")
+            bad, value = (position, question) if not isinstance(question, str) else (position + 1, answer)
+            skips.add(
+                "malformed", where, f"message {bad} has a {type(value).__name__} 'value', expected string"
+            )
             return None
         if not answer.strip():
             skips.add("empty_response", where, f"message {position + 1}")
@@ -85,10 +95,14 @@ def _parse(record, index, ann_path, image_root, name, skips, where) -> Sample | 
         return None
     root = image_root or ann_path.parent
     paths = [root / f for f in files]
-    missing = [p for p in paths if not p.exists()]
+    missing = [p for p in paths if not p.is_file()]
     if missing:
         skips.add("missing_image", where, str(missing[0]))
         return None
     return Sample(
-        dataset=name, id=str(record.get("id", index)), conversation=Conversation(turns), images=paths
+        dataset=name,
+        id=str(record.get("id", index)),
+        conversation=Conversation(turns),
+        images=paths,
+        where=where,
     )
