@@ -2,7 +2,8 @@
 
 Each stream cycles through its samples independently, re-shuffled every pass with its own seeded RNG; rank r of
 w sees every w-th sample of the shared permutation (disjoint shards). `state_dict()` captures the exact position so
-a resumed run sees the same subsequent batches. A weighted single-stream mixture is provided too.
+a resumed run sees the same subsequent batches. A dataset's `weight` repeats its samples in every pass (see
+`weighted_samples`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mmgpt.data.collate import collate
 from mmgpt.data.config import DataConfig
 from mmgpt.data.dataset import ExampleBuilder, ReadResult, read_dataset
 from mmgpt.data.sources import Sample
+from mmgpt.data.sources.common import seeded_subset
 from mmgpt.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -158,36 +160,23 @@ class JointStream:
             self.language.load_state_dict(state["language"])
 
 
-class WeightedStream:
-    """Single-stream mixture: each example comes from dataset i with probability weight_i / sum(weights)."""
-
-    def __init__(self, streams: list[SampleStream], weights: list[float], batch_size: int, seed: int = 0):
-        if not streams:
-            raise DataError("weighted mixture needs at least one dataset")
-        self.streams, self.batch_size = streams, batch_size
-        self.probs = np.asarray(weights, dtype=float) / float(sum(weights))
-        self.rng = np.random.default_rng(seed)
-
-    def next_batch(self) -> dict:
-        examples = []
-        for choice in self.rng.choice(len(self.streams), size=self.batch_size, p=self.probs):
-            examples.extend(self.streams[int(choice)].next_examples())
-        return collate(examples, self.streams[0].builder.tokenizer.pad_token_id)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "streams": [s.state_dict() for s in self.streams]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        for stream, s in zip(self.streams, state["streams"], strict=True):
-            stream.load_state_dict(s)
-
-
 def read_all(config: DataConfig) -> tuple[list[ReadResult], list[ReadResult]]:
     """Read every dataset of both streams; returns (vision_language results, language results)."""
     return [read_dataset(s, config) for s in config.vision_language], [
         read_dataset(s, config) for s in config.language
     ]
+
+
+def weighted_samples(result: ReadResult, seed: int) -> list[Sample]:
+    """A dataset's samples as its stream holds them: `weight` copies of each (weight 1: the samples as read).
+
+    A fractional part adds a seeded subset of that share once more (weight 1.5: every sample, and half of them
+    twice), so a small dataset can be drawn more often than its size alone would have it.
+    """
+    weight, samples = result.spec.weight, result.samples
+    whole = int(weight)
+    extra = round((weight - whole) * len(samples))
+    return samples * whole + seeded_subset(samples, extra, seed, f"{result.spec.label}:weight")
 
 
 def sample_length(sample: Sample) -> int:
@@ -225,7 +214,7 @@ def build_joint_stream(
     vl_results, lang_results = read_all(config)
     streams = []
     for label, results, offset in (("vision-language", vl_results, 0), ("language", lang_results, 1)):
-        samples = [s for r in results for s in r.samples]
+        samples = [s for r in results for s in weighted_samples(r, seed)]
         if not results:
             streams.append(None)
             continue
@@ -251,27 +240,3 @@ def build_joint_stream(
         )
         logger.info("%s stream: %d samples from %d dataset(s)", label, len(samples), len(results))
     return JointStream(streams[0], streams[1], vl_results + lang_results)
-
-
-def build_weighted_stream(
-    config: DataConfig,
-    tokenizer: Any,
-    image_processor: Any,
-    batch_size: int = 1,
-    rank: int = 0,
-    world_size: int = 1,
-) -> WeightedStream:
-    """All datasets of both lists in one stream, sampled by their `weight`."""
-    vl_results, lang_results = read_all(config)
-    streams, weights = [], []
-    for i, result in enumerate(vl_results + lang_results):
-        if not result.samples:
-            continue
-        builder = ExampleBuilder(tokenizer, image_processor, config.max_length, config.strict)
-        streams.append(
-            SampleStream(
-                result.samples, builder, 1, config.seed + 10 + i, rank, world_size, result.spec.label
-            )
-        )
-        weights.append(result.spec.weight)
-    return WeightedStream(streams, weights, batch_size, config.seed + rank)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,37 @@ def test_no_usable_samples_is_an_error(tmp_path, tiny_tokenizer):
     )
     with pytest.raises(DataError, match="no usable vision-language samples"):
         build_joint_stream(config, tiny_tokenizer, FlamingoImageProcessor(32))
+
+
+def test_dataset_weight_repeats_its_samples_in_the_joint_stream(tmp_path, tiny_tokenizer):
+    rows = [{"instruction": f"Other {i}?", "input": "", "output": f"Reply {i}."} for i in range(10)]
+    write(tmp_path / "b.json", rows)
+    _language_corpus(tmp_path, 20)  # a.json: 20 samples
+
+    def pass_ids(weight_a: float) -> Counter:
+        config = DataConfig.from_dict(
+            {
+                "data_root": str(tmp_path),
+                "language": [
+                    {"type": "alpaca_gpt4", "ann_path": "a.json", "name": "a", "weight": weight_a},
+                    {"type": "alpaca_gpt4", "ann_path": "b.json", "name": "b"},
+                ],
+            }
+        )
+        joint = build_joint_stream(config, tiny_tokenizer, FlamingoImageProcessor(32), batch_size=5)
+        stream = joint.language
+        assert stream.num_samples == round(20 * weight_a) + 10
+        # one whole pass: every sample as often as its dataset's weight says
+        return Counter(
+            (e.dataset, e.id) for _ in range(stream.num_samples // 5) for e in stream.next_examples()
+        )
+
+    plain = pass_ids(1.0)
+    assert set(plain.values()) == {1} and len(plain) == 30
+    tripled = pass_ids(3.0)
+    assert {k: v for k, v in tripled.items() if k[0] == "a"} == {k: 3 for k in plain if k[0] == "a"}
+    assert all(tripled[k] == 1 for k in plain if k[0] == "b")
+    half_again = pass_ids(1.5)
+    counts_a = Counter(v for k, v in half_again.items() if k[0] == "a")
+    assert counts_a == {1: 10, 2: 10}
+    assert len([k for k in pass_ids(0.5) if k[0] == "a"]) == 10
