@@ -85,6 +85,8 @@ def _chat(args: argparse.Namespace) -> int:
             print("you> ", end="", flush=True)
         line = sys.stdin.readline()
         if not line:
+            if interactive:
+                print(flush=True)  # Ctrl-D: end the prompt's line so the shell's prompt starts on its own
             break
         line = line.strip()
         if not line:
@@ -121,8 +123,29 @@ def _chat(args: argparse.Namespace) -> int:
             continue
         if interactive:
             print("mmgpt> ", end="", flush=True)
-        for delta in session.stream(line, images=pending):
-            print(delta, end="", flush=True)
-        print(flush=True)
-        pending = []
+        if _reply(session, line, pending, interactive):
+            pending = []
     return 0
+
+
+def _reply(session, line: str, images: list, interactive: bool) -> bool:
+    """Stream the reply to `line` to stdout; True when the round was kept. At a terminal, Ctrl-C stops the reply
+    and a message the context cannot hold is reported, and both leave the conversation as it was (the images stay
+    attached to the next message); through a pipe they end the command."""
+    from mmgpt.infer.session import ContextLengthError
+
+    try:
+        for delta in session.stream(line, images=images):
+            print(delta, end="", flush=True)
+    except KeyboardInterrupt:
+        if not interactive:
+            raise
+        print("\n(reply stopped; this message is not part of the conversation)", flush=True)
+        return False
+    except ContextLengthError as err:
+        if not interactive:
+            raise
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return False
+    print(flush=True)
+    return True

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 ImageLike = Image.Image | str | Path
 
 
+class ContextLengthError(MmgptError):
+    """A message that does not fit the model's context with the requested number of new tokens."""
+
+
 @dataclass
 class ChatOptions:
     """Generation settings of a session (validated by `GenerationOptions`)."""
@@ -131,8 +135,21 @@ class ChatSession:
         pil = [load_pil(im) for im in images or []]
         options = replace(self.options, **overrides)
         new_round = _Round(Turn(user=text.strip(), assistant=None, num_images=len(pil)), pil)
-        logits = self._prepare(new_round, options)
-        yield from self._generate(new_round, logits, options)
+        try:
+            logits = self._prepare(new_round, options)
+            yield from self._generate(new_round, logits, options)
+        except BaseException:
+            # The reply did not finish (the caller stopped reading, Ctrl-C, an error): the round is not kept,
+            # but the cache already holds its prompt and part of its reply, so the next round re-runs the
+            # conversation from the kept rounds instead of continuing after tokens no round accounts for.
+            self._state = None
+            raise
+
+    def check_fits(self, text: str, num_images: int = 0, **overrides: Any) -> None:
+        """Raise ContextLengthError when a message of `text` with `num_images` images could not be answered
+        with `max_new_tokens` (or the override) even after dropping every earlier round; runs nothing."""
+        options = replace(self.options, **overrides)
+        self._fit([_Round(Turn(user=text.strip(), assistant=None, num_images=num_images))], options)
 
     def save(self, path: str | Path) -> None:
         """Write the transcript as JSON."""
@@ -141,19 +158,8 @@ class ChatSession:
     # ------------------------------------------------------------------ internals
     def _prepare(self, new_round: _Round, options: ChatOptions) -> torch.Tensor:
         """Run the new round's prompt, reusing the cache when possible; returns the next-token logits (1, V)."""
-        budget = self.max_context - options.max_new_tokens
         rounds = [*self.rounds, new_round]
-        full = encode_prompt(Conversation([r.turn for r in rounds]), self.tokenizer)
-        dropped = False
-        while len(full) > budget and len(rounds) > 1:
-            rounds.pop(0)
-            dropped = True
-            full = encode_prompt(Conversation([r.turn for r in rounds]), self.tokenizer)
-        if len(full) > budget:
-            raise MmgptError(
-                f"the message needs {len(full)} tokens but the context allows {budget} "
-                f"({self.max_context} minus max_new_tokens {options.max_new_tokens})"
-            )
+        full, dropped = self._fit(rounds, options)
         v1_new_image = (
             self.model.config.media_attention == "openflamingo_v1" and new_round.images and self.rounds
         )
@@ -176,6 +182,24 @@ class ChatSession:
         self.prefilled_tokens += len(ids) + pending
         with torch.no_grad():
             return gen.prefill(self.model, self._state, torch.tensor([ids], dtype=torch.long))
+
+    def _fit(self, rounds: list[_Round], options: ChatOptions) -> tuple[list[int], bool]:
+        """Drop the oldest of `rounds` (in place) until their prompt leaves room for `options.max_new_tokens`;
+        returns the prompt ids and whether any round was dropped. ContextLengthError when the last round alone
+        does not fit."""
+        budget = self.max_context - options.max_new_tokens
+        full = encode_prompt(Conversation([r.turn for r in rounds]), self.tokenizer)
+        dropped = False
+        while len(full) > budget and len(rounds) > 1:
+            rounds.pop(0)
+            dropped = True
+            full = encode_prompt(Conversation([r.turn for r in rounds]), self.tokenizer)
+        if len(full) > budget:
+            raise ContextLengthError(
+                f"the message needs {len(full)} tokens but the context allows {max(budget, 0)} "
+                f"({self.max_context} minus max_new_tokens {options.max_new_tokens})"
+            )
+        return full, dropped
 
     def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
         pixels = self.model.image_processor.batch(images)  # (T, 3, H, W)

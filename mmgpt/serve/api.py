@@ -7,21 +7,33 @@ URLs (data: only, unless allowed), base64, image format and pixel count (decompr
 header, before decoding), images per request and max tokens. Every refusal is a 4xx with an OpenAI-style body.
 """
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import json
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from starlette.responses import StreamingResponse
 
 from mmgpt.data.templates import Turn
+
+logger = logging.getLogger(__name__)
+# the range torch accepts for a random seed
+SEED_RANGE = (-(2**63), 2**64 - 1)
+# what a client is told about a failure that is not its fault (the log has the traceback)
+SERVER_ERROR = {
+    "error": {"message": "internal server error", "type": "server_error", "param": None, "code": None}
+}
 
 
 @dataclass
@@ -69,12 +81,18 @@ def decode_image(url: str, limits: ServerLimits, param: str) -> Image.Image:
             raise RequestError("remote image URLs are disabled on this server; send a data: URL", param)
         import urllib.request
 
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (explicitly allowed by the operator)
-            raw = response.read(limits.max_request_bytes + 1)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (allowed by the operator)
+                raw = response.read(limits.max_request_bytes + 1)
+        except (OSError, ValueError) as err:  # URLError, HTTPError and timeouts are OSErrors
+            raise RequestError(f"cannot fetch the image at {url}: {err}", param) from err
     elif url.startswith("file://"):
         if not limits.allow_local_images:
             raise RequestError("file:// image URLs are disabled on this server; send a data: URL", param)
-        raw = Path(url[len("file://") :]).read_bytes()
+        try:
+            raw = Path(url[len("file://") :]).read_bytes()
+        except OSError as err:
+            raise RequestError(f"cannot read the image file: {err}", param) from err
     else:
         raise RequestError("image_url.url must be a data: URL", param)
     try:
@@ -110,7 +128,10 @@ def parse_messages(
         role = message.get("role")
         if role in ("system", "developer"):
             continue  # the template has a fixed preamble; system prompts are accepted and not used
-        text, images = _content(message.get("content"), f"{where}.content", limits)
+        content = message.get("content")
+        if role == "assistant" and content is None:
+            content = ""  # OpenAI allows it (a reply that was only tool calls or a refusal)
+        text, images = _content(content, f"{where}.content", limits)
         total_images += len(images)
         if total_images > limits.max_images:
             raise RequestError(f"at most {limits.max_images} images per request", where)
@@ -144,6 +165,8 @@ def _content(content: Any, where: str, limits: ServerLimits) -> tuple[str, list[
             raise RequestError("each content part must be an object", pwhere)
         if part.get("type") == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
+        elif part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
+            texts.append(part["refusal"])  # an earlier assistant reply that refused
         elif part.get("type") == "image_url":
             image_url = part.get("image_url")
             url = image_url.get("url") if isinstance(image_url, dict) else image_url
@@ -164,28 +187,38 @@ class ChatService:
         self.created = int(time.time())
 
     def options(self, body: dict) -> dict[str, Any]:
-        """ChatSession options from the request body (validated)."""
-        n = body.get("n", 1)
-        if n != 1:
+        """ChatSession options from the request body (validated); a field given as null takes its default, as
+        OpenAI's API does. RequestError naming the field otherwise."""
+
+        def field(name: str, default: Any) -> Any:
+            value = body.get(name)
+            return default if value is None else value
+
+        n = field("n", 1)
+        if not _is_int(n) or n != 1:
             raise RequestError("only n=1 is supported", "n")
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens", 256))
-        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= self.limits.max_tokens:
-            raise RequestError(
-                f"max_tokens must be an integer in [1, {self.limits.max_tokens}]", "max_tokens"
-            )
-        temperature = body.get("temperature", 0.0)
-        top_p = body.get("top_p", 1.0)
-        if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+        param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+        max_tokens = field(param, min(256, self.limits.max_tokens))  # a default the server's limit allows
+        if not _is_int(max_tokens) or not 1 <= max_tokens <= self.limits.max_tokens:
+            raise RequestError(f"{param} must be an integer in [1, {self.limits.max_tokens}]", param)
+        temperature = field("temperature", 0.0)
+        top_p = field("top_p", 1.0)
+        if not _is_number(temperature) or not 0 <= temperature <= 2:
             raise RequestError("temperature must be in [0, 2]", "temperature")
-        if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        if not _is_number(top_p) or not 0 < top_p <= 1:
             raise RequestError("top_p must be in (0, 1]", "top_p")
-        stop = body.get("stop") or []
+        stop = field("stop", [])
         stop = [stop] if isinstance(stop, str) else stop
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
             raise RequestError("stop must be a string or a list of at most 4 strings", "stop")
         seed = body.get("seed")
-        if seed is not None and not isinstance(seed, int):
-            raise RequestError("seed must be an integer", "seed")
+        if seed is not None and (not _is_int(seed) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
+            raise RequestError(f"seed must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}]", "seed")
+        if not isinstance(field("stream", False), bool):
+            raise RequestError("stream must be true or false", "stream")
+        stream_options = field("stream_options", {})
+        if not isinstance(stream_options, dict):
+            raise RequestError("stream_options must be an object", "stream_options")
         return {
             "max_new_tokens": max_tokens,
             "do_sample": temperature > 0,
@@ -203,13 +236,31 @@ class ChatService:
         session.rounds = [_Round(t, imgs) for t, imgs in zip(turns, turn_images, strict=True)]
         return session
 
-    def complete(self, body: dict) -> Iterator[tuple[str, dict | None]]:
-        """Generate the reply: yields (text delta, None) pieces and finally ("", usage)."""
+    def prepare(self, body: dict) -> "PreparedRequest":
+        """Check a request body completely (messages, images, options, and that the last message fits the
+        model's context with its max_tokens) before it waits for the model; RequestError otherwise."""
+        from mmgpt.infer.session import ContextLengthError
+
         turns, turn_images, text, images = parse_messages(body.get("messages"), self.limits)
         options = self.options(body)
+        try:
+            self.session([], [], options).check_fits(text, len(images))
+        except ContextLengthError as err:
+            raise RequestError(str(err), "messages", code="context_length_exceeded") from err
+        return PreparedRequest(turns, turn_images, text, images, options)
+
+    def complete(
+        self, request: "PreparedRequest", cancelled: threading.Event | None = None
+    ) -> Iterator[tuple[str, dict | None]]:
+        """Generate the reply: yields (text delta, None) pieces and finally ("", usage). Once `cancelled` is
+        set (the client went away), it stops at the next piece, and before running at all."""
         with self.lock:
-            session = self.session(turns, turn_images, options)
-            for delta in session.stream(text, images):
+            if cancelled is not None and cancelled.is_set():
+                return
+            session = self.session(request.turns, request.turn_images, request.options)
+            for delta in session.stream(request.text, request.images):
+                if cancelled is not None and cancelled.is_set():
+                    return
                 yield delta, None
             prompt_tokens = session.prefilled_tokens
             completion = session.last_reply.generated_tokens
@@ -225,15 +276,40 @@ class ChatService:
         )
 
 
+@dataclass
+class PreparedRequest:
+    """A checked request: the completed rounds with their images, the new message and the session options."""
+
+    turns: list[Turn]
+    turn_images: list[list[Image.Image]]
+    text: str
+    images: list[Image.Image]
+    options: dict[str, Any]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not the number 1
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def create_app(service: ChatService) -> Any:
     """The FastAPI application serving `service`."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse
 
     app = FastAPI(title="mmgpt", version="1")
 
     def error(err: RequestError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        # a bug, not the client's fault: logged with its traceback, answered in OpenAI's error format
+        logger.error("error answering %s %s", request.method, request.url.path, exc_info=err)
+        return JSONResponse(SERVER_ERROR, status_code=500)
 
     def check_auth(request: Request) -> None:
         if service.api_key is None:
@@ -278,21 +354,20 @@ def create_app(service: ChatService) -> Any:
             if not isinstance(body, dict):
                 raise RequestError("the request body must be a JSON object")
             # Validate everything (and decode images) before queueing for the model.
-            parse_messages(body.get("messages"), service.limits)
-            service.options(body)
+            prepared = service.prepare(body)
         except RequestError as err:
             return error(err)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if body.get("stream"):
-            return StreamingResponse(
-                _sse(service, body, completion_id, created), media_type="text/event-stream"
-            )
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            events = _sse(service, prepared, completion_id, created, include_usage)
+            return ClosingStreamingResponse(events, media_type="text/event-stream")
         import anyio
 
         def run() -> tuple[str, dict]:
             text, usage = "", {}
-            for delta, info in service.complete(body):
+            for delta, info in service.complete(prepared):
                 text += delta
                 usage = info or usage
             return text, usage
@@ -313,24 +388,85 @@ def create_app(service: ChatService) -> Any:
     return app
 
 
-def _sse(service: ChatService, body: dict, completion_id: str, created: int) -> Iterator[str]:
-    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
-        payload = {
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that always closes its body iterator, also when the client disconnects: Starlette
+    leaves an interrupted iterator to the garbage collector, and ours must stop the generation that holds the
+    model at once."""
+
+    async def stream_response(self, send: Any) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            await self.body_iterator.aclose()
+
+
+_END = object()  # the worker's last piece
+
+
+def _run_completion(
+    service: ChatService,
+    request: PreparedRequest,
+    emit: Callable[[Any], None],
+    cancelled: threading.Event,
+) -> None:
+    """Worker thread: generate the reply, handing each piece to `emit`, an exception if generation failed,
+    and finally _END. Stops early once `cancelled` is set."""
+    try:
+        with contextlib.closing(service.complete(request, cancelled)) as pieces:
+            for piece in pieces:
+                emit(piece)
+    except Exception as err:
+        logger.error("the streamed completion failed", exc_info=err)
+        emit(err)
+    finally:
+        emit(_END)
+
+
+async def _sse(
+    service: ChatService, request: PreparedRequest, completion_id: str, created: int, include_usage: bool
+) -> AsyncIterator[str]:
+    """The server-sent events of a streamed completion. Generation runs in a worker thread and reaches this
+    generator through a queue, so a client that disconnects (closing this generator) stops it at the next
+    piece and frees the model for the next request."""
+
+    def chunk(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> str:
+        payload: dict[str, Any] = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": service.model_name,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
         if usage is not None:
             payload["usage"] = usage
         return f"data: {json.dumps(payload)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    for delta, info in service.complete(body):
-        if info is not None:
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue = asyncio.Queue()
+    cancelled = threading.Event()
+
+    def emit(piece: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: the server is shutting down
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        loop.run_in_executor(None, _run_completion, service, request, emit, cancelled)
+        while (piece := await pieces.get()) is not _END:
+            if isinstance(piece, Exception):
+                yield f"data: {json.dumps(SERVER_ERROR)}\n\n"  # the openai client raises it
+                return
+            delta, info = piece
+            if info is None:
+                if delta:
+                    yield chunk({"content": delta})
+                continue
             finish = info.pop("finish_reason", "stop")
-            yield chunk({}, finish, info)
-        elif delta:
-            yield chunk({"content": delta})
-    yield "data: [DONE]\n\n"
+            if include_usage:  # OpenAI's form: a last chunk with no choices carries the usage
+                yield chunk({}, finish)
+                yield chunk(None, usage=info)
+            else:
+                yield chunk({}, finish, info)
+        yield "data: [DONE]\n\n"
+    finally:
+        cancelled.set()

@@ -90,13 +90,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _web(args: argparse.Namespace) -> int:
     from mmgpt.model.checkpoints import load_model
-    from mmgpt.serve.web import build_app
+    from mmgpt.serve.web import build_app, launch
 
     check_can_listen(args.host, args.port)
     model = load_model(args.model, dtype=args.dtype, merge_adapters=True)
     app = build_app(model)
     print(f"web UI on http://{args.host}:{args.port}", flush=True)
-    app.queue(default_concurrency_limit=1).launch(
-        server_name=args.host, server_port=args.port, show_api=False
-    )
+    launch(app, args.host, args.port)
     return 0

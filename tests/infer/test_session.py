@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -200,3 +201,67 @@ def test_decoding_passes_the_cache_under_the_installed_transformers_name(model):
         session.ask("What is in the picture?", images=[img("red")])
         session.ask("Beam please.", num_beams=2)
     assert not [w for w in caught if "past_key_values" in str(w.message)]
+
+
+def test_a_reply_left_unfinished_leaves_nothing_behind(model):
+    # a caller that stops reading a streamed reply (a closed web page, Ctrl-C, `break`) must not leave that
+    # round's prompt and partial reply in the cache under the next round
+    session = ChatSession(model, max_new_tokens=6)
+    session.ask("What is in the picture?", images=[img("red")])
+    pieces = session.stream("Tell me a long story.", max_new_tokens=40, do_sample=True, seed=0)
+    next(pieces)
+    pieces.close()
+    session.ask("And what colour is it?")
+    assert [h["user"] for h in session.history] == ["What is in the picture?", "And what colour is it?"]
+    assert session.token_ids() == encode_conversation(session.conversation(), model.tokenizer).input_ids
+
+
+def test_check_fits_refuses_a_message_the_context_cannot_hold(model):
+    from mmgpt.infer.session import ContextLengthError
+
+    session = ChatSession(model, max_new_tokens=8, max_context=128)
+    session.check_fits("How many shapes?", num_images=1)
+    with pytest.raises(ContextLengthError, match="context allows 0"):
+        session.check_fits("How many shapes?", max_new_tokens=128)
+    with pytest.raises(ContextLengthError, match="the message needs"):
+        session.check_fits("red square " * 100)
+    assert session.history == [] and session.prefilled_tokens == 0  # nothing ran
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_chat_survives_ctrl_c_during_a_reply_and_a_message_too_long(
+    model, monkeypatch, tmp_path, capsys
+):
+    import mmgpt.model.checkpoints
+    from mmgpt.infer import commands
+
+    real_generate = ChatSession._generate
+
+    def generate(self, new_round, logits, options):
+        pieces = real_generate(self, new_round, logits, options)
+        if new_round.turn.user == "interrupt me":
+            yield next(pieces, "")
+            raise KeyboardInterrupt  # the user pressed Ctrl-C while the reply was printing
+        yield from pieces
+
+    monkeypatch.setattr(ChatSession, "_generate", generate)
+    monkeypatch.setattr(mmgpt.model.checkpoints, "load_model", lambda *a, **k: model)
+    script = f"First?\ninterrupt me\n{'red square ' * 600}\nSecond?\n/save {tmp_path / 't.json'}\n"
+    stdout = _Terminal()
+    monkeypatch.setattr(sys, "stdin", _Terminal(script))
+    monkeypatch.setattr(sys, "stdout", stdout)
+    from mmgpt.cli import build_parser
+
+    parsed = build_parser().parse_args(["chat", "--model", "m", "--max-new-tokens", "4"])
+    try:
+        assert commands._chat(parsed) == 0
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C during a reply ended the chat and lost the conversation")
+    assert "(reply stopped" in stdout.getvalue()
+    assert "error: the message needs" in capsys.readouterr().err
+    transcript = json.loads((tmp_path / "t.json").read_text())
+    assert [r["user"] for r in transcript["rounds"]] == ["First?", "Second?"]

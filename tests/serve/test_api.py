@@ -179,3 +179,149 @@ def test_concurrent_requests_are_queued_not_interleaved(client):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         parallel = list(pool.map(ask, colours))
     assert parallel == sequential
+
+
+def post(server, body, timeout=30):
+    return httpx.post(
+        f"{server}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": "Bearer sekret"},
+        timeout=timeout,
+    )
+
+
+def test_a_client_leaving_mid_stream_does_not_block_the_next_request(server, client):
+    import json
+    import socket
+    from urllib.parse import urlparse
+
+    address = urlparse(server)
+    body = json.dumps(
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 64,
+            "temperature": 1.0,
+            "stream": True,
+        }
+    ).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    for _ in range(3):
+        with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+            sock.sendall(request)
+            assert sock.recv(64).startswith(b"HTTP/1.1 200")  # the stream started; now hang up
+    # the openai client leaving a stream early as well
+    with client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=64,
+        temperature=1.0,
+        stream=True,
+    ) as stream:
+        next(iter(stream))
+    quick = openai.OpenAI(base_url=f"{server}/v1", api_key="sekret", max_retries=0, timeout=20)
+    reply = quick.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert reply.choices[0].message.content is not None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_message_longer_than_the_context_is_a_400_before_any_streaming(server, stream):
+    body = {"messages": [{"role": "user", "content": "hello there, a small star, " * 300}], "stream": stream}
+    r = post(server, {**body, "max_tokens": 8})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "context_length_exceeded" and "tokens" in error["message"]
+
+
+def test_fields_sent_as_null_take_their_defaults_and_max_tokens_defaults_within_the_limit(client, server):
+    # the fixture's server allows at most 64 tokens: a request that names no max_tokens must still be answered
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        temperature=None,
+        top_p=None,
+        n=None,
+        seed=None,
+    )
+    assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens <= 64
+    r = post(server, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": None, "stop": None})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_tokens": True}, "max_tokens"),
+        ({"max_completion_tokens": 10_000}, "max_completion_tokens"),
+        ({"seed": 2**70}, "seed"),
+        ({"stream": "yes"}, "stream"),
+        ({"stream_options": "usage"}, "stream_options"),
+    ],
+)
+def test_bad_option_values_are_400s_naming_the_field(server, fields, param):
+    r = post(server, {"messages": [{"role": "user", "content": "hi"}], **fields})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+
+
+def test_earlier_assistant_replies_may_be_null_or_refusals(client):
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None},
+        {"role": "user", "content": "and?"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot say."}]},
+        {"role": "user", "content": "really?"},
+    ]
+    reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=2)
+    assert reply.choices[0].message.content is not None
+
+
+def test_include_usage_sends_it_in_a_last_chunk_without_choices(client):
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens >= 1
+    assert chunks[-2].choices[0].finish_reason in ("stop", "length")
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_an_unexpected_failure_is_a_json_500_and_the_server_goes_on(server, client, monkeypatch):
+    from mmgpt.serve.api import ChatService
+
+    def broken(self, request, cancelled=None):
+        raise RuntimeError("boom")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(ChatService, "complete", broken)
+    r = post(server, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    with pytest.raises(openai.APIError, match="internal server error"):
+        list(
+            client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        )
+    monkeypatch.undo()
+    assert client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    ).choices
+
+
+def test_unreadable_local_and_remote_images_are_request_errors(tmp_path):
+    from mmgpt.serve.api import RequestError, ServerLimits, decode_image
+
+    limits = ServerLimits(allow_local_images=True, allow_remote_images=True)
+    for url in (f"file://{tmp_path / 'missing.png'}", f"file://{tmp_path}", "http://127.0.0.1:9/a.png"):
+        with pytest.raises(RequestError, match="cannot (read|fetch) the image") as caught:
+            decode_image(url, limits, "messages[0].content[0]")
+        assert caught.value.status == 400

@@ -14,20 +14,32 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
 
-def test_upload_send_and_see_reply(make_tiny_model, tmp_path):
+def test_upload_send_and_see_reply(make_tiny_model, tmp_path, monkeypatch):
     from playwright.sync_api import sync_playwright
 
-    from mmgpt.serve.web import build_app, example_images
+    from mmgpt.infer.session import ChatSession
+
+    real_generate = ChatSession._generate
+
+    def generate(self, new_round, logits, options):
+        if new_round.turn.user != "Write slowly.":
+            yield from real_generate(self, new_round, logits, options)
+            return
+        for word in ["a ", "very ", "slow "] * 100:  # a reply still being written when Clear is pressed
+            time.sleep(0.1)
+            yield word
+
+    monkeypatch.setattr(ChatSession, "_generate", generate)
+
+    from mmgpt.serve.web import build_app, example_images, launch
     from tests.serve.conftest import free_port
 
     model = make_tiny_model(gate_init=1.0)
     app = build_app(model)
     port = free_port()
-    app.queue(default_concurrency_limit=1)
+    # launched as `mmgpt web` launches it, with the installed Gradio's keyword arguments
     thread = threading.Thread(
-        target=lambda: app.launch(
-            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
-        ),
+        target=lambda: launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True),
         daemon=True,
     )
     thread.start()
@@ -66,6 +78,17 @@ def test_upload_send_and_see_reply(make_tiny_model, tmp_path):
             page.screenshot(path=str(tmp_path / "page.png"))
             assert "What shapes are in the picture?" in page.locator("#chat").inner_text()
             assert bot_text, "no reply appeared on the page"
+            # a message the context cannot hold is explained on the page, and the conversation goes on
+            page.locator("#message textarea").fill("hello there, a small star, " * 300)
+            page.locator("#send").click()
+            page.get_by_text("the message needs").first.wait_for(timeout=30_000)
+            # Clear during a reply empties the chat for good
+            page.locator("#message textarea").fill("Write slowly.")
+            page.locator("#send").click()
+            page.get_by_text("very slow").first.wait_for(timeout=30_000)
+            page.locator("#clear").click()
+            page.wait_for_timeout(2000)
+            assert "Write slowly." not in page.locator("#chat").inner_text()
             browser.close()
     finally:
         app.close()
