@@ -8,7 +8,7 @@ import sys
 # The `--dtype` of every command that loads a model to answer with it (chat, web, serve, eval).
 DTYPE_CHOICES = ["float32", "bfloat16", "auto"]
 DTYPE_HELP = (
-    "compute dtype (default: as saved); bfloat16 answers faster on GPUs and on CPUs with bf16 matrix units "
+    "compute dtype (default: float32, whatever dtype the files hold); bfloat16 answers faster on GPUs and on CPUs with bf16 matrix units "
     "(AMX, AVX512-BF16) and slower on other CPUs, which emulate it; auto picks bfloat16 where it is native, "
     "else float32"
 )

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, CLIPVisionConfig, CLIPVisionModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    PreTrainedTokenizerBase,
+)
 
 from mmgpt.errors import CheckpointError
 from mmgpt.model.config import FlamingoConfig
@@ -20,13 +28,18 @@ logger = logging.getLogger(__name__)
 
 
 def build_lm_from_config(text_config: dict[str, Any]) -> torch.nn.Module:
-    """Instantiate a causal LM with random weights from its HF config dict (must contain `model_type`)."""
+    """Instantiate a causal LM with random weights from its HF config dict (must contain `model_type`).
+
+    The LM is built in torch's current default dtype, like the vision tower and the perceiver: the `dtype` a
+    config dict carries is the one its source checkpoint was saved in (LLaMA releases say float16), and
+    honouring it would give a model whose LM and Flamingo parts disagree in dtype.
+    """
     cfg = dict(text_config)
     model_type = cfg.pop("model_type", None)
     if not model_type:
         raise CheckpointError("text_config has no model_type")
     hf_config = AutoConfig.for_model(model_type, **cfg)
-    return AutoModelForCausalLM.from_config(hf_config)
+    return AutoModelForCausalLM.from_config(hf_config, dtype=torch.get_default_dtype())
 
 
 def build_vision_from_config(vision_config: dict[str, Any]) -> CLIPVisionModel:
@@ -147,36 +160,112 @@ def check_tiny_options(options: dict[str, Any]) -> None:
             raise ValueError(f"{width}={merged[width]} is not divisible by {parts}={merged[parts]}")
 
 
-def load_vision_tower(path: str | Path) -> CLIPVisionModel:
-    """Load the vision tower from an HF `CLIPVisionModel` or full `CLIPModel` directory."""
+CLIP_MODEL_TYPES = ("clip", "clip_vision_model")
+
+
+def load_vision_tower(path: str | Path, dtype: torch.dtype | None = None) -> CLIPVisionModel:
+    """Load the vision tower from an HF `CLIPVisionModel` or full `CLIPModel` directory, in `dtype` (default
+    float32). Raises CheckpointError when `path` is not a CLIP directory or its files lack tower weights."""
     path = Path(path)
-    if not (path / "config.json").exists():
-        raise CheckpointError(f"{path}: not a Hugging Face model directory (no config.json)")
+    model_type = _hf_model_type(path)
+    if model_type not in CLIP_MODEL_TYPES:
+        raise CheckpointError(
+            f"{path}: model_type {model_type!r} in config.json is not a CLIP model "
+            f"(expected one of {', '.join(CLIP_MODEL_TYPES)})"
+        )
     try:
-        return CLIPVisionModel.from_pretrained(str(path))
+        tower, info = CLIPVisionModel.from_pretrained(
+            str(path), dtype=dtype or torch.float32, output_loading_info=True
+        )
     except Exception as err:  # transformers raises many types; the message is what matters
         raise CheckpointError(f"cannot load a CLIP vision tower from {path}: {err}") from err
+    _refuse_missing_weights(path, info)
+    return tower
+
+
+def _hf_model_type(path: Path) -> str | None:
+    """`model_type` of the HF model directory `path`; CheckpointError when it has no readable config.json."""
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is a file, not a directory"
+        raise CheckpointError(f"{path}: {what} (expected a Hugging Face model directory)")
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{path}: not a Hugging Face model directory (no config.json)")
+    try:
+        data = json.loads(config_path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {config_path}: {err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object")
+    return data.get("model_type")
+
+
+def _refuse_missing_weights(path: Path, info: dict[str, Any]) -> None:
+    """transformers fills weights missing from a directory's files with random values and only warns; a tower or
+    LM that is partly random would give wrong answers with nothing to show for it, so stop instead."""
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else "")
+        raise CheckpointError(f"{path}: {len(missing)} weight(s) missing from the model files: {shown}")
+
+
+def load_causal_lm(path: str | Path, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """Load a causal LM from an HF directory in `dtype` (default float32, as OpenFlamingo loaded it whatever
+    dtype the files hold). Raises CheckpointError naming the directory when it cannot be loaded completely."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = Path(path)
+    model_type = _hf_model_type(path)
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise CheckpointError(
+            f"{path}: model_type {model_type!r} in config.json is not a causal language model transformers "
+            "can load (LLaMA, OPT, GPT-NeoX, MPT, ...)"
+        )
+    try:
+        lm, info = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=dtype or torch.float32, output_loading_info=True
+        )
+    except Exception as err:  # transformers raises many types; the message is what matters
+        raise CheckpointError(f"cannot load a causal language model from {path}: {err}") from err
+    _refuse_missing_weights(path, info)
+    return lm
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """Load a tokenizer from a local directory; CheckpointError naming the directory when it cannot be."""
+    path = Path(path)
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is a file, not a directory"
+        raise CheckpointError(f"tokenizer directory {path} {what}")
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as err:  # transformers raises many types; the message is what matters
+        raise CheckpointError(f"cannot load a tokenizer from {path}: {err}") from err
 
 
 def build_from_parts(
     vision_encoder_path: str | Path,
     lang_model_path: str | Path,
     tokenizer_path: str | Path | None = None,
+    dtype: torch.dtype | None = None,
     **config_overrides: Any,
 ) -> Flamingo:
     """Assemble a Flamingo from pretrained HF parts, OpenFlamingo-style.
 
-    Loads the CLIP vision tower and the causal LM, adds `<|endofchunk|>`, `<image>` (and `<PAD>`) to the tokenizer
-    in OpenFlamingo's order, resizes the LM embeddings, and creates fresh perceiver/cross-attention weights with
-    OpenFlamingo's default sizes unless overridden. The returned model has `.tokenizer` and `.image_processor`.
+    Loads the CLIP vision tower and the causal LM in `dtype` (default float32, whatever dtype the files hold),
+    adds `<|endofchunk|>`, `<image>` (and `<PAD>`) to the tokenizer in OpenFlamingo's order, resizes the LM
+    embeddings, and creates fresh perceiver/cross-attention weights, in the same dtype, with OpenFlamingo's
+    default sizes unless overridden. The returned model has `.tokenizer` and `.image_processor`.
     """
-    vision = load_vision_tower(vision_encoder_path)
+    dtype = dtype or torch.float32
+    vision = load_vision_tower(vision_encoder_path, dtype)
     lm_path = Path(lang_model_path)
-    if not (lm_path / "config.json").exists():
-        raise CheckpointError(f"{lm_path}: not a Hugging Face model directory (no config.json)")
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or lm_path))
-    ids = add_flamingo_special_tokens(tokenizer)
-    lm = AutoModelForCausalLM.from_pretrained(str(lm_path))
+    lm = load_causal_lm(lm_path, dtype)
+    tokenizer = load_tokenizer(tokenizer_path or lm_path)
+    try:
+        ids = add_flamingo_special_tokens(tokenizer)
+    except ValueError as err:
+        raise CheckpointError(f"tokenizer {tokenizer_path or lm_path}: {err}") from err
     lm.resize_token_embeddings(len(tokenizer))
     config = FlamingoConfig(
         vision_config=vision.config.to_dict(),
@@ -187,7 +276,12 @@ def build_from_parts(
         pad_token_id=ids.pad,
         **config_overrides,
     )
-    model = Flamingo(vision, lm, config)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # the perceiver and cross-attention blocks are created in the parts' dtype
+    try:
+        model = Flamingo(vision, lm, config)
+    finally:
+        torch.set_default_dtype(previous)
     model.tokenizer = tokenizer
     model.image_processor = FlamingoImageProcessor(config.image_size)
     return model

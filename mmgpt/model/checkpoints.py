@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +25,10 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import PreTrainedTokenizerBase
 from transformers.initialization import no_init_weights
 
-from mmgpt.errors import CheckpointError
+from mmgpt.errors import CheckpointError, ConfigError
 from mmgpt.model.config import FlamingoConfig
 from mmgpt.model.flamingo import Flamingo
 
@@ -34,6 +37,8 @@ logger = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 ADAPTER_DIR = "adapter"
+# Present while `save_model_dir` writes a directory; a directory holding it is incomplete.
+WRITING_MARKER = ".mmgpt-incomplete"
 
 
 # ------------------------------------------------------------------------------------------------ state dicts
@@ -74,8 +79,7 @@ def save_model_dir(
     from mmgpt.model.lora import has_lora
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.config.save(directory / "config.json")
+    _start_writing(directory)
     state = base_state_dict(model, state_dict)
     split = split_torch_state_dict_into_shards(
         state, filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_size
@@ -102,13 +106,58 @@ def save_model_dir(
             if state_dict is None
             else {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         )
-        model.lang_encoder.save_pretrained(str(adapter_dir), state_dict=lm_state)
+        # The embeddings are in the base weights already; peft would otherwise copy the input and output
+        # embeddings into the adapter whenever the vocabulary was resized (always, after OpenFlamingo's added
+        # tokens): 0.5 GB per copy at LLaMA-7B's size in fp32.
+        model.lang_encoder.save_pretrained(str(adapter_dir), state_dict=lm_state, save_embedding_layers=False)
         _sort_target_modules(adapter_dir / "adapter_config.json")
     elif adapter_dir.exists():
         import shutil
 
         shutil.rmtree(adapter_dir)
+    # config.json last, atomically: a directory is only loadable once every other file is in place
+    partial = directory / "config.json.partial"
+    model.config.save(partial)
+    os.replace(partial, directory / "config.json")
+    (directory / WRITING_MARKER).unlink()
     return directory
+
+
+def _start_writing(directory: Path) -> None:
+    """Create `directory` or check it may be overwritten, and mark it as being written.
+
+    Only a new or empty directory or an earlier model directory is written into: the stale-file clean-up below
+    would otherwise delete another model's weights (say, the LLaMA directory passed as `--out` by mistake).
+    `config.json` is removed first, so a write that is interrupted leaves a directory `load_model` refuses.
+    """
+    check_output_dir(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / WRITING_MARKER).write_text("a model is being written here; it is incomplete until removed\n")
+    (directory / "config.json").unlink(missing_ok=True)
+
+
+def check_output_dir(directory: str | Path) -> None:
+    """Raise CheckpointError unless `directory` is new, empty or an earlier model directory (which a write
+    replaces): writing into any other directory could overwrite or delete its files."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory} is a file; the output must be a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not _is_model_dir(directory):
+        raise CheckpointError(
+            f"{directory} is not empty and is not an mmgpt model directory; refusing to write into it "
+            "(its files could be overwritten or deleted): choose a new or empty directory"
+        )
+
+
+def _is_model_dir(directory: Path) -> bool:
+    """True when `directory` holds an mmgpt model (its config.json) or the remains of an interrupted write."""
+    if (directory / WRITING_MARKER).exists():
+        return True
+    try:
+        data = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "mmgpt_config_version" in data
 
 
 def _sort_target_modules(config_path: Path) -> None:
@@ -123,7 +172,15 @@ def _sort_target_modules(config_path: Path) -> None:
 def _weight_files(directory: Path) -> list[Path]:
     index = directory / WEIGHTS_INDEX_NAME
     if index.exists():
-        return [directory / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{index}: not a readable safetensors index ({err!r})") from err
+        files = [directory / n for n in names]
+        absent = [f.name for f in files if not f.is_file()]
+        if absent:
+            raise CheckpointError(f"{index} lists weight files that are missing: {', '.join(absent)}")
+        return files
     if (directory / WEIGHTS_NAME).exists():
         return [directory / WEIGHTS_NAME]
     raise CheckpointError(f"{directory}: no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME}")
@@ -167,28 +224,25 @@ def load_model(
     re-attached (unmerged) when the directory has them, or folded into the weights with `merge_adapters`: the
     same function up to rounding, without the adapters' extra products in every layer (the demo's tuned model
     answered its held-out items 1.6x faster merged on 2 CPU cores: bench/merged_generation.py). `dtype` may be
-    a torch dtype, "float32"/"bfloat16"/..., or "auto" (bf16 where the hardware multiplies it natively, else
-    fp32 on CPU: `mmgpt.model.precision.inference_dtype`). Missing or unexpected weights are an error naming them.
+    a torch dtype, "float32"/"bfloat16"/"float16" (or fp32/bf16/fp16), or "auto" (bf16 where the hardware
+    multiplies it natively, else fp32 on CPU: `mmgpt.model.precision.inference_dtype`); None loads in float32
+    whatever dtype the files hold. Missing or unexpected weights, a tokenizer that does not match config.json and
+    a directory whose writing was interrupted are errors naming them.
     """
-    from transformers import AutoTokenizer
-
     from mmgpt.model.builder import build_model
     from mmgpt.model.image_processing import FlamingoImageProcessor
 
     directory = Path(directory)
-    if not (directory / "config.json").exists():
-        raise CheckpointError(f"{directory}: not an mmgpt model directory (no config.json)")
-    config = FlamingoConfig.load(directory / "config.json")
+    config = _read_model_config(directory)
     lora_settings = config.lora
     config.lora = None
-    if isinstance(dtype, str):
-        from mmgpt.model.precision import inference_dtype
-
-        dtype = getattr(torch, inference_dtype(dtype))
+    dtype = resolve_load_dtype(dtype)
     # Skip random initialisation (every weight is loaded below) and build directly in the target dtype, so a
     # 9B model never exists in fp32 in memory.
-    with no_init_weights(), _default_dtype(dtype if dtype is not None and dtype.is_floating_point else None):
+    with no_init_weights(), _default_dtype(dtype):
         model = build_model(config)
+    # Skipping initialisation also skips tying: OPT's and MPT's lm_head share the input embedding, stored once.
+    model.lm.tie_weights()
     files = _weight_files(directory)
     keys = _weight_keys(files)
     expected = base_state_dict(model)
@@ -211,12 +265,101 @@ def load_model(
             from mmgpt.model.lora import merge_lora
 
             merge_lora(model)
-    model.tokenizer = AutoTokenizer.from_pretrained(str(directory)) if _has_tokenizer(directory) else None
+    model.tokenizer = _load_saved_tokenizer(directory, config) if _has_tokenizer(directory) else None
     if model.tokenizer is not None:
         model.tokenizer.padding_side = "left"
     model.image_processor = FlamingoImageProcessor(config.image_size)
     model.to(device=device or "cpu", dtype=dtype)
     return model.eval()
+
+
+LOAD_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_load_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """The torch dtype `load_model` builds in: None stays None (float32, torch's default), a floating torch dtype
+    is kept, a name of `LOAD_DTYPES` or "auto" (`mmgpt.model.precision.inference_dtype`) is looked up. Anything
+    else is a ConfigError naming the accepted values."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        name = dtype
+        if dtype == "auto":
+            from mmgpt.model.precision import inference_dtype
+
+            name = inference_dtype("auto")
+        if name in LOAD_DTYPES:
+            return LOAD_DTYPES[name]
+    elif isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    raise ConfigError(
+        f"dtype must be one of {', '.join(LOAD_DTYPES)}, auto or a floating torch dtype, got {dtype!r}"
+    )
+
+
+def _read_model_config(directory: Path) -> FlamingoConfig:
+    """The `FlamingoConfig` of a model directory; CheckpointError when the directory is missing, incomplete or
+    its config.json is not an mmgpt config."""
+    if not directory.is_dir():
+        what = "does not exist" if not directory.exists() else "is a file, not a model directory"
+        raise CheckpointError(f"{directory} {what}")
+    if (directory / WRITING_MARKER).exists():
+        raise CheckpointError(
+            f"{directory} is incomplete: writing it was interrupted ({WRITING_MARKER} is still there); write it again"
+        )
+    path = directory / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"{directory}: not an mmgpt model directory (no config.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+    if isinstance(data, dict) and "model_type" in data and "mmgpt_config_version" not in data:
+        raise CheckpointError(
+            f"{directory} is a Hugging Face {data['model_type']} directory, not an mmgpt model directory "
+            "(build one with mmgpt import-openflamingo)"
+        )
+    try:
+        return FlamingoConfig.load(path)
+    except (TypeError, ValueError, AttributeError) as err:
+        # a JSON list, a missing field, a Hugging Face config.json: FlamingoConfig(**data) fails its own way
+        raise CheckpointError(f"{path}: not an mmgpt model config: {err}") from err
+
+
+def _load_saved_tokenizer(directory: Path, config: FlamingoConfig) -> PreTrainedTokenizerBase:
+    """The model directory's tokenizer, checked against the token ids config.json was written with: a tokenizer
+    whose files are incomplete (say, without tokenizer_config.json) loads without its pad token or gives the
+    image token another id, and would make the model read text wrongly."""
+    from transformers import AutoTokenizer
+
+    from mmgpt.model.tokenizer import ENDOFCHUNK_TOKEN, IMAGE_TOKEN
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as err:  # transformers raises many types; the message is what matters
+        raise CheckpointError(f"{directory}: cannot load the tokenizer: {err}") from err
+    found = {
+        IMAGE_TOKEN: (tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), config.media_token_id),
+        ENDOFCHUNK_TOKEN: (tokenizer.convert_tokens_to_ids(ENDOFCHUNK_TOKEN), config.eoc_token_id),
+        "pad token": (tokenizer.pad_token_id, config.pad_token_id),
+        "eos token": (tokenizer.eos_token_id, config.eos_token_id),
+    }
+    wrong = [
+        f"{name}: tokenizer {got} vs config {want}" for name, (got, want) in found.items() if got != want
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"{directory}: the tokenizer files do not match config.json ({'; '.join(wrong)}); "
+            "are tokenizer.json and tokenizer_config.json both from this model?"
+        )
+    return tokenizer
 
 
 @contextmanager
@@ -243,12 +386,20 @@ def _attach_saved_adapter(model: Flamingo, adapter_dir: Path, settings: dict[str
 
     if not adapter_dir.exists():
         raise CheckpointError(f"config.json lists LoRA adapters but {adapter_dir} is missing")
+    # peft looks a name up on the Hugging Face Hub when the local files are missing: check them here
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise CheckpointError(f"{adapter_dir}: adapter_config.json is missing")
+    if not any((adapter_dir / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise CheckpointError(f"{adapter_dir}: adapter_model.safetensors is missing")
     from mmgpt.model.lora import quiet_peft
 
-    with quiet_peft():
-        model.lang_encoder = PeftModel.from_pretrained(
-            model.lang_encoder, str(adapter_dir), is_trainable=False
-        )
+    try:
+        with quiet_peft():
+            model.lang_encoder = PeftModel.from_pretrained(
+                model.lang_encoder, str(adapter_dir), is_trainable=False
+            )
+    except Exception as err:  # peft raises many types; the message is what matters
+        raise CheckpointError(f"cannot load the LoRA adapters in {adapter_dir}: {err}") from err
     model.config.lora = LoraSettings(**settings).to_dict()
 
 
@@ -321,6 +472,10 @@ def load_torch_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; expected a checkpoint file (.pt)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (the file is empty)")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as first:
@@ -328,10 +483,22 @@ def load_torch_file(path: str | Path) -> Any:
             return torch.load(
                 str(path), map_location="cpu", weights_only=False, pickle_module=_TolerantPickleModule
             )
+        except pickle.UnpicklingError as err:
+            # torch's own message is a page of advice; the class it refused is what the user needs
+            refused = re.search(r"GLOBAL (\S+)", str(first))
+            what = refused.group(1) if refused else str(err).removeprefix("refusing to unpickle ")
+            raise CheckpointError(
+                f"{path}: holds a pickled {what} object, not only tensors and config dicts; refusing to load it "
+                "(unpickling arbitrary objects can run code)"
+            ) from err
         except Exception as err:
-            raise CheckpointError(f"{path}: cannot load safely ({first}); {err}") from err
+            raise CheckpointError(
+                f"{path}: not a readable torch checkpoint (corrupt or another format): {err!r}"
+            ) from err
     except Exception as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint: {err}") from err
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (truncated or corrupt?): {err}"
+        ) from err
 
 
 def unwrap_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
@@ -388,9 +555,11 @@ def load_openflamingo_checkpoint(model: Flamingo, path: str | Path) -> ImportRep
             placed.setdefault(canonical, state[key])
         else:
             unplaceable.append(key)
+    in_file = [alias_of.get(k, k) for k in state]
     if unplaceable:
         raise CheckpointError(
             f"{source}: {len(unplaceable)} key(s) match no parameter of the model: {_preview(unplaceable)}"
+            + _cross_attn_hint(model, in_file)
         )
     for alias, canonical in alias_of.items():
         if canonical in state and not torch.equal(state[alias], state[canonical]):
@@ -401,12 +570,58 @@ def load_openflamingo_checkpoint(model: Flamingo, path: str | Path) -> ImportRep
     required.append(embed_key)
     absent = [k for k in required if k not in placed]
     if absent:
-        raise CheckpointError(f"{source}: trained part(s) missing from the checkpoint: {_preview(absent)}")
+        raise CheckpointError(
+            f"{source}: trained part(s) missing from the checkpoint: {_preview(absent)}"
+            + _cross_attn_hint(model, in_file)
+        )
+    _check_embedding_rows(model, placed[embed_key], embed_key, source)
     _check_shapes(model, placed, source)
     model.load_state_dict(placed, strict=False)
     report.loaded = sorted(placed)
     logger.info("%s: %s", source, report.summary())
     return report
+
+
+_XATTN_LAYER = re.compile(r"\.(\d+)\.gated_cross_attn_layer\.")
+
+
+def _cross_attn_layers(keys: Iterable[str]) -> list[int]:
+    """Indices of the decoder layers that `keys` (canonical names) give a gated cross-attention block."""
+    return sorted({int(m.group(1)) for k in keys if (m := _XATTN_LAYER.search(k))})
+
+
+def _cross_attn_hint(model: Flamingo, keys: Iterable[str]) -> str:
+    """A sentence to append to an import error when the file's cross-attention blocks sit at other decoder layers
+    than the model's (the usual cause: a wrong --cross-attn-every-n-layers); empty otherwise."""
+    in_file = _cross_attn_layers(keys)
+    in_model = _cross_attn_layers(model.state_dict())
+    if not in_file or in_file == in_model:
+        return ""
+    n_layers = len(model.flamingo_layers())
+    every = in_file[0] + 1
+    spacing = (
+        f" (every {every}: --cross-attn-every-n-layers {every})"
+        if in_file == [i for i in range(n_layers) if (i + 1) % every == 0]
+        else ""
+    )
+    return (
+        f". The file has cross-attention at decoder layers {_preview([str(i) for i in in_file])}{spacing}; "
+        f"the model at {_preview([str(i) for i in in_model])} "
+        f"(cross_attn_every_n_layers={model.config.cross_attn_every_n_layers})"
+    )
+
+
+def _check_embedding_rows(model: Flamingo, weight: torch.Tensor, key: str, source: str) -> None:
+    """Name the tokenizer as the likely cause when the file's input embedding has another number of rows than
+    the model's: the rows are the tokenizer's tokens plus the ones OpenFlamingo added."""
+    rows = model.lm.get_input_embeddings().weight.shape[0]
+    if weight.dim() != 2 or weight.shape[0] == rows:
+        return
+    raise CheckpointError(
+        f"{source}: {key} has {weight.shape[0]} rows but the tokenizer, with <|endofchunk|>, <image> and a pad "
+        f"token added as OpenFlamingo adds them, has {rows} tokens: use the tokenizer the checkpoint was trained "
+        "with (--tokenizer); a base tokenizer that already defines a pad token gets no <PAD> and one row fewer"
+    )
 
 
 def canonical_key(key: str, decoder_layers_attr: str) -> str:
@@ -480,6 +695,7 @@ def load_lora_release(model: Flamingo, path: str | Path) -> ImportReport:
     if unplaceable:
         raise CheckpointError(
             f"{source}: {len(unplaceable)} key(s) match no parameter of the model: {_preview(unplaceable)}"
+            + _cross_attn_hint(model, [canonical_key(k, model.decoder_layers_attr) for k in state])
         )
     adapters = [k for k in own if "lora_" in k]
     absent = [k for k in adapters if k not in placed]
@@ -522,7 +738,9 @@ def import_openflamingo(
     """
     from mmgpt.model.builder import build_from_parts
 
-    model = build_from_parts(vision_encoder, lang_model, tokenizer, **config_overrides)
+    check_output_dir(out)  # before minutes of loading, not after
+    dtype = resolve_load_dtype(dtype)
+    model = build_from_parts(vision_encoder, lang_model, tokenizer, dtype=dtype, **config_overrides)
     report = load_openflamingo_checkpoint(model, checkpoint)
     logger.info("OpenFlamingo checkpoint: %s", report.summary())
     if lora is not None:
@@ -533,6 +751,6 @@ def import_openflamingo(
                 "pass --media-attention openflamingo_v1 to reproduce it"
             )
     if dtype is not None:
-        model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        model.to(dtype)  # the LoRA adapters peft keeps in float32
     save_model_dir(model, out)
     return model

@@ -47,7 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="float32",
         help="dtype of the written weights",
     )
-    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output model directory: new, empty, or an earlier model directory (which is replaced)",
+    )
     p.set_defaults(func=_import_openflamingo)
 
 

@@ -51,6 +51,13 @@ def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> SpecialTokenIds:
         raise ValueError("tokenizer lacks <image>/<|endofchunk|>: call add_flamingo_special_tokens first")
     if tokenizer.eos_token_id is None:
         raise ValueError("tokenizer has no EOS token; the templates need one to close each response")
+    if tokenizer.unk_token_id is not None and tokenizer.eos_token_id == tokenizer.unk_token_id:
+        # e.g. an early LLaMA conversion whose tokenizer_config.json names "" as EOS: responses would be closed
+        # by nothing, and the model would never learn or signal the end of a reply
+        raise ValueError(
+            f"tokenizer's EOS token {tokenizer.eos_token!r} is the unknown token (id {tokenizer.eos_token_id}); "
+            "set eos_token in tokenizer_config.json to the real end-of-sequence token (LLaMA: </s>)"
+        )
     return SpecialTokenIds(
         media=int(media),
         endofchunk=int(eoc),
