@@ -17,12 +17,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="training YAML (configs/*.yaml)")
     p.add_argument("--output-dir", help="run directory (overrides output_dir)")
     p.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides optim.max_steps)")
-    p.add_argument(
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument(
         "--resume",
         action="store_true",
         help="resume from the newest checkpoint (the default when one exists)",
     )
-    p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
+    resume.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over: the run directory's existing checkpoints are deleted",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=1e-4")
     p.set_defaults(func=_train)
 
@@ -41,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    if args.max_steps:
+    if args.max_steps is not None:  # 0 or less is refused by the config's check, not silently ignored
         overrides.append(f"optim.max_steps={args.max_steps}")
     config = load_train_config(args.config, overrides)
     from pathlib import Path

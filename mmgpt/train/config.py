@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -179,14 +180,25 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check ranges and combinations; raises ConfigError naming the dotted key."""
+        from mmgpt.model.config import MEDIA_ATTENTION_MODES
+
         checks = [
             ("stage", self.stage in ("instruct", "pretrain"), "must be instruct or pretrain"),
-            ("optim.lr", self.optim.lr > 0, "must be > 0"),
+            ("optim.lr", _finite(self.optim.lr) and self.optim.lr > 0, "must be a finite number > 0"),
+            (
+                "optim.weight_decay",
+                _finite(self.optim.weight_decay) and self.optim.weight_decay >= 0,
+                "must be a finite number >= 0",
+            ),
             ("optim.grad_accum", self.optim.grad_accum >= 1, "must be >= 1"),
             ("optim.max_grad_norm", self.optim.max_grad_norm >= 0, "must be >= 0"),
             ("optim.warmup_ratio", 0 <= self.optim.warmup_ratio < 1, "must be in [0, 1)"),
             ("optim.warmup_steps", self.optim.warmup_steps >= 0, "must be >= 0"),
-            ("optim.epochs", self.optim.epochs > 0, "must be > 0"),
+            (
+                "optim.epochs",
+                _finite(self.optim.epochs) and self.optim.epochs > 0,
+                "must be a finite number > 0",
+            ),
             ("optim.max_steps", self.optim.max_steps is None or self.optim.max_steps >= 1, "must be >= 1"),
             ("optim.min_lr_ratio", 0 <= self.optim.min_lr_ratio <= 1, "must be in [0, 1]"),
             ("data.batch_size", self.data.batch_size >= 1, "must be >= 1"),
@@ -194,6 +206,22 @@ class TrainConfig:
                 "data.language_batch_size",
                 self.data.language_batch_size is None or self.data.language_batch_size >= 1,
                 "must be >= 1 (or null for data.batch_size)",
+            ),
+            # the data config's own floor: a shorter limit leaves no room for the template around a response
+            (
+                "data.max_length",
+                self.data.max_length is None or self.data.max_length >= 16,
+                "must be >= 16 (or null for the data config's)",
+            ),
+            (
+                "model.cross_attn_every_n_layers",
+                self.model.cross_attn_every_n_layers >= 1,
+                "must be >= 1",
+            ),
+            (
+                "model.media_attention",
+                self.model.media_attention in MEDIA_ATTENTION_MODES,
+                f"must be one of {', '.join(MEDIA_ATTENTION_MODES)}",
             ),
             (
                 "precision.dtype",
@@ -204,6 +232,8 @@ class TrainConfig:
             ("logging.keep_last", self.logging.keep_last >= 1, "must be >= 1"),
             ("logging.log_every", self.logging.log_every >= 1, "must be >= 1"),
             ("lora.r", self.lora.r >= 1, "must be >= 1"),
+            # the adapters' output is scaled by alpha / r: 0 would train nothing, a negative value flips them
+            ("lora.alpha", self.lora.alpha > 0, "must be > 0"),
             ("lora.dropout", 0 <= self.lora.dropout < 1, "must be in [0, 1)"),
             (
                 "precision.compile_mode",
@@ -223,10 +253,30 @@ class TrainConfig:
             ("distributed.zero_stage", self.distributed.zero_stage in (1, 2, 3), "must be 1, 2 or 3"),
             ("vision_pretrain.steps", self.vision_pretrain.steps >= 0, "must be >= 0"),
             ("vision_pretrain.batch_size", self.vision_pretrain.batch_size >= 1, "must be >= 1"),
-            ("vision_pretrain.lr", self.vision_pretrain.lr > 0, "must be > 0"),
+            (
+                "vision_pretrain.lr",
+                _finite(self.vision_pretrain.lr) and self.vision_pretrain.lr > 0,
+                "must be > 0",
+            ),
+            ("vision_pretrain.warmup_steps", self.vision_pretrain.warmup_steps >= 0, "must be >= 0"),
+            (
+                "vision_pretrain.weight_decay",
+                _finite(self.vision_pretrain.weight_decay) and self.vision_pretrain.weight_decay >= 0,
+                "must be a finite number >= 0",
+            ),
             ("language_pretrain.steps", self.language_pretrain.steps >= 0, "must be >= 0"),
             ("language_pretrain.batch_size", self.language_pretrain.batch_size >= 1, "must be >= 1"),
-            ("language_pretrain.lr", self.language_pretrain.lr > 0, "must be > 0"),
+            (
+                "language_pretrain.lr",
+                _finite(self.language_pretrain.lr) and self.language_pretrain.lr > 0,
+                "must be > 0",
+            ),
+            ("language_pretrain.warmup_steps", self.language_pretrain.warmup_steps >= 0, "must be >= 0"),
+            (
+                "language_pretrain.weight_decay",
+                _finite(self.language_pretrain.weight_decay) and self.language_pretrain.weight_decay >= 0,
+                "must be a finite number >= 0",
+            ),
             (
                 "precision.dtype",
                 not (self.distributed.strategy == "deepspeed" and self.precision.dtype == "fp16"),
@@ -275,6 +325,11 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _finite(value: float) -> bool:
+    """True for a number that is neither NaN nor infinite (YAML reads `.inf` and `.nan` as floats)."""
+    return math.isfinite(value)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

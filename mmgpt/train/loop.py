@@ -29,7 +29,15 @@ from torch import nn
 
 from mmgpt.errors import ConfigError, MmgptError
 from mmgpt.model.precision import resolve_precision
-from mmgpt.train.checkpointing import list_checkpoints, load_checkpoint, save_checkpoint, staging_dir
+from mmgpt.train.checkpointing import (
+    list_checkpoints,
+    load_checkpoint,
+    remove_checkpoints,
+    rng_state,
+    save_checkpoint,
+    saved_process_count,
+    staging_dir,
+)
 from mmgpt.train.config import TrainConfig
 from mmgpt.train.schedule import cosine_lambda
 
@@ -311,7 +319,6 @@ def run_training(config: TrainConfig, resume: bool = True) -> Path:
 
 
 def _run_training(config: TrainConfig, resume: bool) -> Path:
-    from mmgpt.data.config import load_data_config
     from mmgpt.data.mixture import build_joint_stream, stream_batch_sizes
     from mmgpt.train import sharding, zero
     from mmgpt.train.metrics import MetricsWriter, Trackers, plot_losses
@@ -331,8 +338,20 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
     if config.distributed.strategy == "deepspeed":
         zero.import_deepspeed()  # a missing package fails before any work
     rank, world_size = _dist_info()
+    # the data recipe is read before the model is built: a wrong path must not cost a 7B model's loading first
+    data_config = _load_data_config(config) if config.stage == "instruct" else None
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume and rank == 0:
+        removed = remove_checkpoints(run_dir)
+        if removed:
+            # left in place, they would outnumber the new run's in the keep_last pruning and be what a later
+            # restart resumes from
+            logger.warning(
+                "starting over: deleted %d checkpoint(s) of the previous run in %s", removed, run_dir
+            )
+    if world_size > 1:
+        dist.barrier()
     # every process initialises the same weights (LoRA's random A included): FSDP shards them without the
     # broadcast DDP does; the data order and dropout then differ per process
     torch.manual_seed(config.seed)
@@ -374,8 +393,7 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
         config.save(run_dir / "config.yaml")
 
     batch, language_batch = stream_batch_sizes(config.data.batch_size, config.data.language_batch_size)
-    if config.stage == "instruct":
-        data_config = load_data_config(config.data.config)
+    if data_config is not None:
         data_config.image_size = model.config.image_size
         if config.data.max_length:
             data_config.max_length = config.data.max_length
@@ -436,7 +454,14 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
     start = 0
     existing = list_checkpoints(run_dir) if resume else []
     if existing:
-        state = load_checkpoint(existing[-1], model, weights=not use_zero)
+        state = load_checkpoint(existing[-1], model, weights=not use_zero, rank=rank)
+        written_with = saved_process_count(state)
+        if written_with != world_size:
+            # each process's data position (and random state) is a place in its own shard of the data
+            raise ConfigError(
+                f"{existing[-1]} was written by a run of {written_with} process(es): resume it with "
+                f"{written_with}, not {world_size} (or start over with --no-resume)"
+            )
         written_by = state.get("strategy", "ddp")
         if written_by != strategy:
             raise ConfigError(
@@ -461,6 +486,9 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
             batch if language_batch == batch else f"{batch} (language {language_batch})",
             config.optim.grad_accum,
         )
+        if start >= total_steps:
+            # a finished run started again, or optim.max_steps lowered below the checkpoint's step
+            logger.info("no step left to train: writing the model directory from %s", existing[-1])
 
     metrics = trackers = None
     if rank == 0:
@@ -538,11 +566,10 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
                 )
                 progress.update(1)
             if done % config.logging.save_every == 0 or done == total_steps:
-                data_state = stream.state_dict()
-                if world_size > 1:
-                    gathered: list[Any] = [None] * world_size
-                    dist.all_gather_object(gathered, data_state)
-                    data_state = gathered
+                data_state: Any = stream.state_dict()
+                rng: Any = rng_state()
+                if world_size > 1:  # every process's own: dropout draws differ per process
+                    data_state, rng = _gather((data_state, rng), world_size)
                 # gathering sharded tensors is collective: every process takes part, rank 0 writes
                 if use_zero:
                     staged = staging_dir(run_dir, done)
@@ -570,6 +597,7 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
                         },
                         config.logging.keep_last,
                         staged=use_zero,
+                        rng=rng,
                     )
                 if world_size > 1:
                     dist.barrier()
@@ -586,12 +614,48 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
         model.eval()
         from mmgpt.model.checkpoints import save_model_dir
 
-        save_model_dir(model, model_dir, state_dict=full_state)
+        staged_model = run_dir / ".tmp-model"
+        shutil.rmtree(staged_model, ignore_errors=True)
+        save_model_dir(model, staged_model, state_dict=full_state)
+        _publish(staged_model, model_dir)
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
         logger.info("wrote %s", model_dir)
     if world_size > 1:
         dist.barrier()
     return model_dir
+
+
+def _load_data_config(config: TrainConfig) -> Any:
+    """The instruct stage's data recipe (`data.config`), each dataset's files checked to exist; raises
+    ConfigError naming the recipe, the dataset and the missing file."""
+    from mmgpt.data.config import load_data_config
+
+    data_config = load_data_config(config.data.config)
+    for stream in ("vision_language", "language"):
+        for index, spec in enumerate(getattr(data_config, stream)):
+            for key in ("ann_path", "question_path"):
+                path = data_config.resolve(getattr(spec, key))
+                if path is not None and not path.exists():
+                    raise ConfigError(f"{config.data.config}: {stream}[{index}].{key}: {path} does not exist")
+    return data_config
+
+
+def _gather(value: Any, world_size: int) -> tuple[list[Any], ...]:
+    """Every process's `value` (a tuple), returned as one rank-ordered list per element of the tuple."""
+    gathered: list[Any] = [None] * world_size
+    dist.all_gather_object(gathered, value)
+    return tuple(list(column) for column in zip(*gathered, strict=True))
+
+
+def _publish(staged: Path, final: Path) -> None:
+    """Move the finished directory `staged` to `final`, replacing what is there, so that `final` never holds a
+    half-written model: a kill leaves either the old directory, the new one, or none (the rerun writes it)."""
+    old = final.with_name(f".old-{final.name}")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staged, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _describe_strategy(strategy: str) -> str:

@@ -3,29 +3,43 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from mmgpt.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 
 class MetricsWriter:
-    """Appends one JSON object per step; on resume drops lines past the resumed step (they will be redone)."""
+    """Appends one JSON object per step; on resume drops lines past the resumed step (they will be redone), and
+    a line cut short by a crash (a full disk, a power cut)."""
 
     def __init__(self, path: Path, truncate_after: int = 0):
         self.path = path
         kept = []
         if path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= truncate_after
-            ]
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                row = _parse_row(line)
+                if row is None and line.strip():
+                    logger.warning("%s:%d: dropping an unreadable line (cut short by a crash?)", path, number)
+                if row is not None and row["step"] <= truncate_after:
+                    kept.append(line)
         path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, row: dict) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
+
+
+def _parse_row(line: str) -> dict | None:
+    """The metrics row on `line`, None when it is blank or not a JSON object with a step."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("step"), int) else None
 
 
 class Trackers:

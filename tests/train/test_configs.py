@@ -62,3 +62,43 @@ def test_bad_tiny_model_options_fail_at_load(override, message):
         load_train_config(CONFIGS / "synthetic_base.yaml", ["model.tiny.gate_init=0"]).model.tiny["gate_init"]
         == 0
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=.inf", "optim.lr must be a finite number > 0"),
+        ("optim.weight_decay=-1", "optim.weight_decay must be a finite number >= 0"),
+        ("optim.epochs=.inf", "optim.epochs must be a finite number > 0"),
+        ("lora.alpha=0", "lora.alpha must be > 0"),
+        ("data.max_length=0", "data.max_length must be >= 16"),
+        ("data.max_length=-5", "data.max_length must be >= 16"),
+        ("model.cross_attn_every_n_layers=0", "model.cross_attn_every_n_layers must be >= 1"),
+        ("model.media_attention=all", "model.media_attention must be one of immediate, openflamingo_v1"),
+        ("vision_pretrain.weight_decay=-0.1", "vision_pretrain.weight_decay must be a finite number >= 0"),
+        ("language_pretrain.warmup_steps=-1", "language_pretrain.warmup_steps must be >= 0"),
+    ],
+)
+def test_out_of_range_values_fail_at_load_naming_the_key(override, message):
+    # each was accepted before: an infinite lr ended in a NaN loss, a negative weight decay in a traceback from
+    # the optimizer, max_length 0 silently meant the default and alpha 0 trained adapters that change nothing
+    from mmgpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_train_config(None, ["model.path=x", "data.config=y", override])
+
+
+def test_cli_max_steps_zero_is_refused_not_ignored(capsys):
+    from mmgpt.cli import main
+
+    assert main(["train", "--max-steps", "0", "model.path=x", "data.config=y"]) == 1
+    assert "optim.max_steps must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_resume_and_no_resume_exclude_each_other(capsys):
+    from mmgpt.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", "--no-resume", "model.path=x", "data.config=y"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

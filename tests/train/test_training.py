@@ -298,3 +298,106 @@ def test_attention_kernel_follows_the_precision(world, base_model, tmp_path):
     assert kernels("precision.dtype=fp32") == {"sdpa"}
     assert kernels("precision.attention=sdpa") == {"sdpa"}
     assert kernels("precision.dtype=fp32", "precision.attention=eager") == {"eager"}
+
+
+def test_starting_over_deletes_the_previous_runs_checkpoints(world, base_model, tmp_path):
+    # left in place, the old run's later checkpoints outlived the new run's in the keep_last pruning, and a
+    # restart then resumed from the old run
+    run = tmp_path / "r"
+    run_training(
+        load_train_config(
+            None, instruct_args(world, base_model, run, "optim.max_steps=4", "logging.save_every=2")
+        )
+    )
+    again = instruct_args(world, base_model, run, "optim.max_steps=2", "logging.save_every=1")
+    run_training(load_train_config(None, again), resume=False)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000001", "step-000002"]
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2]
+
+
+def test_a_missing_data_file_fails_before_the_model_is_built(world, base_model, tmp_path, monkeypatch):
+    import mmgpt.train.loop as loop
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("the model was built before the data recipe was checked")
+
+    monkeypatch.setattr(loop, "build_training_model", not_now)
+    with pytest.raises(ConfigError, match="cannot read data config"):
+        run_training(
+            load_train_config(None, instruct_args(world, base_model, tmp_path / "a", "data.config=no.yaml"))
+        )
+    recipe = tmp_path / "data.yaml"
+    recipe.write_text(f"language:\n  - {{type: dolly, ann_path: {tmp_path / 'dolly.jsonl'}}}\n")
+    with pytest.raises(ConfigError, match=r"language\[0\]\.ann_path: .*dolly.jsonl does not exist"):
+        run_training(
+            load_train_config(None, instruct_args(world, base_model, tmp_path / "b", f"data.config={recipe}"))
+        )
+
+
+def test_a_checkpoint_resumes_only_with_its_own_process_count(world, base_model, tmp_path):
+    # each process's data position is a place in its own shard: resumed by another number of processes the
+    # run would silently skip or repeat data (or fail with an IndexError)
+    run = tmp_path / "r"
+    run_training(load_train_config(None, instruct_args(world, base_model, run, "optim.max_steps=1")))
+    path = run / "checkpoints" / "step-000001" / "state.pt"
+    state = torch.load(path, weights_only=True)
+    state["data"], state["rng"] = [state["data"]] * 2, [state["rng"]] * 2  # as two processes write it
+    torch.save(state, path)
+    with pytest.raises(ConfigError, match="written by a run of 2 process.*resume it with 2, not 1"):
+        run_training(load_train_config(None, instruct_args(world, base_model, run, "optim.max_steps=2")))
+
+
+def test_the_model_directory_appears_only_complete(world, base_model, tmp_path, monkeypatch):
+    # the demo takes an existing model/config.json for a finished base: a kill while the directory was being
+    # written used to leave a config.json without weights
+    import mmgpt.model.checkpoints as checkpoints
+
+    real = checkpoints.save_model_dir
+
+    def killed_while_writing(model, directory, **kwargs):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    run = tmp_path / "r"
+    args = instruct_args(world, base_model, run, "optim.max_steps=1")
+    monkeypatch.setattr(checkpoints, "save_model_dir", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_train_config(None, args))
+    assert not (run / "model").exists()
+    monkeypatch.setattr(checkpoints, "save_model_dir", real)
+    model_dir = run_training(
+        load_train_config(None, args)
+    )  # the rerun resumes at the last step and writes it
+    expected = (model_dir / "config.json").read_text()
+    monkeypatch.setattr(checkpoints, "save_model_dir", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_train_config(None, args))
+    assert (model_dir / "config.json").read_text() == expected  # a failed rewrite keeps the finished model
+    load_model(model_dir)
+
+
+@pytest.mark.timeout(600)
+def test_two_processes_resume_with_their_own_random_states(world, base_model, tmp_path):
+    """With LoRA dropout each process draws its own masks: a 2-process run resumed from step 2 reaches the
+    weights of the uninterrupted run (each process gets its own RNG state back, not rank 0's)."""
+    from tests.train.conftest import assert_same_weights, checkpoint_weights
+
+    common = [
+        "optim.max_steps=4",
+        "logging.save_every=2",
+        "logging.keep_last=2",
+        "lora.dropout=0.3",
+        "precision.dtype=fp32",
+    ]
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    torchrun_train(instruct_args(world, base_model, full, *common))
+    import shutil
+
+    shutil.copytree(full, resumed)  # as if killed after step 3: step 2 is its newest checkpoint
+    shutil.rmtree(resumed / "checkpoints" / "step-000004")
+    shutil.rmtree(resumed / "model")
+    torchrun_train(instruct_args(world, base_model, resumed, *common))
+    expected = [r["loss"] for r in read_metrics(full / "metrics.jsonl")]
+    assert [r["loss"] for r in read_metrics(resumed / "metrics.jsonl")] == pytest.approx(expected, abs=1e-6)
+    assert_same_weights(checkpoint_weights(resumed, 4), checkpoint_weights(full, 4), atol=1e-7)
