@@ -277,7 +277,8 @@ def run_demo(
     scale = world_scale(quick)
     world = out / "world"
     t = _stage(f"1/5 synthesising the world ({scale}) into {world}")
-    if not _world_matches(world, seed, scale):
+    world_reused = _world_matches(world, seed, scale)
+    if not world_reused:
         if world.exists():
             shutil.rmtree(world)  # a world of another seed/scale: stale
         generate_world(world, seed=seed, scale=scale, progress=False)
@@ -308,14 +309,16 @@ def run_demo(
 
     t = _stage("3/5 instruction tuning: frozen base + LoRA, joint vision-language and language-only batches")
     tune_dir = out / "tune"
-    if tune_dir.exists():
-        shutil.rmtree(tune_dir)
     overrides = [
         f"data.config={world / 'datasets.yaml'}",
         f"model.path={base_dir}",
         f"output_dir={tune_dir}",
         f"seed={seed}",
     ] + tuning
+    if tune_dir.exists() and not _unfinished_tuning(tune_dir, overrides, world_reused):
+        shutil.rmtree(tune_dir)
+    elif tune_dir.exists():
+        print("   resuming the interrupted tuning run", flush=True)
     tuned_dir = train_in_fresh_process(CONFIG_DIR / "synthetic_mmgpt.yaml", overrides)
     final = out / "model"
     if final.exists():
@@ -365,6 +368,17 @@ def run_demo(
         f"{world / 'eval' / 'images'}/...)"
     )
     return results
+
+
+def _unfinished_tuning(tune_dir: Path, overrides: list[str], world_reused: bool) -> bool:
+    """Whether `tune_dir` holds a tuning run that was interrupted and that these `overrides` would continue:
+    checkpoints, no model yet, the same settings and the same world (a regenerated world keeps its path)."""
+    from mmgpt.train.checkpointing import list_checkpoints
+    from mmgpt.train.config import changed_settings, load_train_config
+
+    if not world_reused or (tune_dir / "model").exists() or not list_checkpoints(tune_dir):
+        return False
+    return not changed_settings(tune_dir, load_train_config(CONFIG_DIR / "synthetic_mmgpt.yaml", overrides))
 
 
 def _world_matches(world: Path, seed: int, scale: str) -> bool:

@@ -169,6 +169,33 @@ def test_a_failing_training_stage_is_reported(tmp_path):
         train_in_fresh_process(base, run)
 
 
+def test_an_interrupted_tuning_run_is_resumed_only_as_it_was(tmp_path):
+    from mmgpt import demo
+    from mmgpt.model.precision import default_device, resolve_precision
+    from mmgpt.train.config import load_train_config
+
+    tune = tmp_path / "tune"
+    overrides = [
+        f"data.config={tmp_path / 'world' / 'datasets.yaml'}",
+        "model.path=base",
+        f"output_dir={tune}",
+    ]
+    overrides += demo.tuning_overrides(quick=True)
+    recorded = load_train_config(demo.CONFIG_DIR / "synthetic_mmgpt.yaml", overrides)
+    recorded.precision.dtype = resolve_precision(recorded.precision.dtype, default_device())
+    tune.mkdir()
+    recorded.save(tune / "config.yaml")
+    assert not demo._unfinished_tuning(tune, overrides, world_reused=True)  # no checkpoint yet
+    (tune / "checkpoints" / "step-000002").mkdir(parents=True)
+    (tune / "checkpoints" / "step-000002" / "state.pt").write_bytes(b"")
+    assert demo._unfinished_tuning(tune, overrides, world_reused=True)
+    # a world generated anew under the same path, other settings, or a finished run: tuning starts over
+    assert not demo._unfinished_tuning(tune, overrides, world_reused=False)
+    assert not demo._unfinished_tuning(tune, [*overrides, "seed=9"], world_reused=True)
+    (tune / "model").mkdir()
+    assert not demo._unfinished_tuning(tune, overrides, world_reused=True)
+
+
 def test_worlds_and_bases_from_an_older_generator_are_not_reused(tmp_path, monkeypatch):
     from mmgpt import demo
     from mmgpt.synth import world

@@ -327,6 +327,52 @@ class TrainConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+# Settings a resumed run may change: where and how often it logs and saves, how its processes share the work (the
+# strategy and process count are checked against the checkpoint itself), and its length (a run given more steps
+# continues on the learning-rate schedule of its new length).
+RESUMABLE_CHANGES = ("output_dir", "logging.", "distributed.", "optim.max_steps", "optim.epochs")
+
+
+def changed_settings(run_dir: str | Path, config: TrainConfig) -> list[str]:
+    """The settings in which `config` differs from the run `run_dir/config.yaml` records, as "key: old -> new"
+    lines; empty when the run has no readable config.yaml or differs only in RESUMABLE_CHANGES.
+
+    A checkpoint continues the run that wrote it: resumed with another learning rate, data or model, the
+    restored optimizer, schedule and data position would belong to a different run. Keys only one side has
+    (from another mmgpt version) are not compared; `precision.dtype: auto` matches what it resolves to here.
+    """
+    from mmgpt.model.precision import default_device, resolve_precision
+
+    saved_path = Path(run_dir) / "config.yaml"
+    try:
+        saved = yaml.safe_load(saved_path.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(saved, dict):
+        return []
+    now = config.to_dict()
+    now["precision"]["dtype"] = resolve_precision(now["precision"]["dtype"], default_device())
+    old_flat, new_flat = _flatten(saved), _flatten(now)
+    return [
+        f"{key}: {old_flat[key]!r} -> {new_flat[key]!r}"
+        for key in new_flat
+        if key in old_flat
+        and old_flat[key] != new_flat[key]
+        and not any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_CHANGES)
+    ]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as {"a.b": value}; tuples as lists, so that YAML's lists compare equal to them."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
 def _finite(value: float) -> bool:
     """True for a number that is neither NaN nor infinite (YAML reads `.inf` and `.nan` as floats)."""
     return math.isfinite(value)

@@ -38,7 +38,7 @@ from mmgpt.train.checkpointing import (
     saved_process_count,
     staging_dir,
 )
-from mmgpt.train.config import TrainConfig
+from mmgpt.train.config import TrainConfig, changed_settings
 from mmgpt.train.schedule import cosine_lambda
 
 logger = logging.getLogger(__name__)
@@ -365,6 +365,13 @@ def _run_training(config: TrainConfig, resume: bool) -> Path:
     if requested != config.precision.dtype:
         logger.info("precision.dtype=%s: training in %s on %s", requested, config.precision.dtype, device)
         config.validate()  # e.g. fp16 with DeepSpeed
+    if resume and list_checkpoints(run_dir):
+        changed = changed_settings(run_dir, config)
+        if changed:
+            raise ConfigError(
+                f"{run_dir} holds checkpoints of a run with other settings ({'; '.join(changed)}): resume it with "
+                "its own settings, start over with --no-resume, or choose another output_dir"
+            )
     model = build_training_model(config, run_dir).to(device)
     if config.vision_pretrain.steps:
         _prepare_vision_tower(model, config, run_dir, device)

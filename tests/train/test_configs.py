@@ -102,3 +102,19 @@ def test_cli_resume_and_no_resume_exclude_each_other(capsys):
         main(["train", "--resume", "--no-resume", "model.path=x", "data.config=y"])
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_changed_settings_name_what_a_resumed_run_would_get_wrong(tmp_path):
+    from mmgpt.model.precision import default_device, resolve_precision
+    from mmgpt.train.config import changed_settings
+
+    base = ["model.path=m", "data.config=d.yaml", "optim.lr=1e-3", "precision.dtype=auto"]
+    saved = load_train_config(None, [*base, "output_dir=a"])
+    saved.precision.dtype = resolve_precision("auto", default_device())  # as a run records it
+    saved.save(tmp_path / "config.yaml")
+    # another output directory, logging and length may change; "auto" matches what it resolved to
+    longer = load_train_config(None, [*base, "output_dir=b", "optim.max_steps=99", "logging.save_every=7"])
+    assert changed_settings(tmp_path, longer) == []
+    other = load_train_config(None, [*base, "optim.lr=2e-3", "seed=5"])
+    assert changed_settings(tmp_path, other) == ["seed: 0 -> 5", "optim.lr: 0.001 -> 0.002"]
+    assert changed_settings(tmp_path / "nowhere", other) == []

@@ -347,6 +347,17 @@ def test_a_checkpoint_resumes_only_with_its_own_process_count(world, base_model,
         run_training(load_train_config(None, instruct_args(world, base_model, run, "optim.max_steps=2")))
 
 
+def test_a_checkpoint_resumes_only_with_its_own_settings(world, base_model, tmp_path):
+    # resumed with another learning rate, the restored optimizer and schedule would belong to another run
+    run = tmp_path / "r"
+    run_training(load_train_config(None, instruct_args(world, base_model, run, "optim.max_steps=1")))
+    changed = instruct_args(world, base_model, run, "optim.max_steps=2", "optim.lr=5e-4")
+    with pytest.raises(ConfigError, match=r"other settings \(optim.lr: .* -> 0.0005\).*--no-resume"):
+        run_training(load_train_config(None, changed))
+    run_training(load_train_config(None, changed), resume=False)  # starting over is allowed
+    assert (run / "checkpoints" / "step-000002").is_dir()
+
+
 def test_the_model_directory_appears_only_complete(world, base_model, tmp_path, monkeypatch):
     # the demo takes an existing model/config.json for a finished base: a kill while the directory was being
     # written used to leave a config.json without weights
