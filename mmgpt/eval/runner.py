@@ -139,8 +139,15 @@ def _mean_per_metric(values: dict[str, list[float]]) -> dict[str, float]:
     return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
 
 
+def item_context(item: dict) -> str:
+    """The text a held-out item's reply answers: its earlier rounds (questions and answers) and its question."""
+    rounds = [f"{h['question']} {h['answer']}" for h in item.get("history", [])]
+    return " ".join([*rounds, item.get("question", "")])
+
+
 def score(items: Sequence[dict], replies: Sequence[str]) -> dict[str, float]:
-    """Aggregate metrics (see METRICS) of replies to held-out items."""
+    """Aggregate metrics (see METRICS) of replies to held-out items. A reply to a question about a named shape
+    or group counts only when it is about that one (see `mmgpt.synth.answers.is_correct`)."""
     from mmgpt.synth.answers import is_correct, keyword_f1
 
     values: dict[str, list[float]] = defaultdict(list)
@@ -154,7 +161,11 @@ def score(items: Sequence[dict], replies: Sequence[str]) -> dict[str, float]:
             values[metric].append(response_words(reply))
         else:
             values[metric].append(
-                float(is_correct(item["kind"], reply, item["answer"], item.get("answer_space")))
+                float(
+                    is_correct(
+                        item["kind"], reply, item["answer"], item.get("answer_space"), item_context(item)
+                    )
+                )
             )
     return _mean_per_metric(values)
 

@@ -127,10 +127,37 @@ def extract_answer(kind: str, text: str, answer_space: Sequence[str] | None = No
     return extract_from_space(text, space, last=(kind == "language"))
 
 
-def is_correct(kind: str, response: str, answer: str, answer_space: Sequence[str] | None = None) -> bool:
-    """Whether the short answer extracted from `response` equals the reference `answer` (normalised)."""
+#: Words that pick out a shape: its colour, kind, size or place in the 3x3 grid.
+DESCRIPTORS: frozenset[str] = frozenset([*COLOUR_NAMES, *KINDS, *SIZE_NAMES, *POSITIONS])
+#: Item kinds whose questions are about one shape or one group of shapes the question names.
+REFERENT_KINDS: frozenset[str] = frozenset({"counting", "color", "shape", "followup"})
+
+
+def foreign_descriptors(response: str, context: str, answer: str) -> list[str]:
+    """The shape descriptors (`DESCRIPTORS`) `response` names that neither the `context` (the question and the
+    dialogue before it) nor the reference `answer` names: signs that the response is about another shape."""
+    allowed = {t for t in tokens(context) if t in DESCRIPTORS} | set(tokens(answer))
+    return [t for t in tokens(response) if t in DESCRIPTORS and t not in allowed]
+
+
+def is_correct(
+    kind: str,
+    response: str,
+    answer: str,
+    answer_space: Sequence[str] | None = None,
+    context: str | None = None,
+) -> bool:
+    """Whether the short answer extracted from `response` equals the reference `answer` (normalised).
+
+    With `context` (the question and the rounds before it), a response to a question about a named shape or
+    group (`REFERENT_KINDS`) must also be about that one: "What colour is the star?" answered "The triangle is
+    red." is wrong even when the star is red, since it names a kind the question does not (a colour, size or
+    position likewise). Without `context` only the short answer is compared.
+    """
     predicted = extract_answer(kind, response, answer_space)
-    return predicted is not None and normalize_answer(predicted) == normalize_answer(answer)
+    if predicted is None or normalize_answer(predicted) != normalize_answer(answer):
+        return False
+    return context is None or kind not in REFERENT_KINDS or not foreign_descriptors(response, context, answer)
 
 
 def keyword_f1(prediction: str, keywords: Iterable[str], vocabulary: Iterable[str] | None = None) -> float:

@@ -16,6 +16,7 @@ from mmgpt.eval.metrics import (
     vqa_accuracy,
 )
 from mmgpt.eval.runner import chance, most_frequent, score, vqa_answer
+from mmgpt.synth.answers import is_correct
 
 
 def test_vqa_normalisation_and_accuracy():
@@ -110,6 +111,35 @@ def test_score_and_chance():
     assert metrics["mean_response_words"] == 4 and metrics["caption_f1"] == 1.0
     assert chance(items)["counting_acc"] == 0.25 and chance(items)["color_acc"] == 0.5
     assert chance(items)["mean_response_words"] == 0.0
+
+
+def test_a_reply_about_another_shape_is_wrong_even_with_the_right_answer():
+    colour = {"kind": "color", "question": "What colour is the star?", "answer": "red", "answer_space": None}
+    follow = {
+        "kind": "followup",
+        "history": [{"question": "How many circles are there?", "answer": "The number of circles is 2."}],
+        "question": "And if we added one more?",
+        "answer": "3",
+        "answer_space": ["1", "2", "3", "4"],
+    }
+    count = {"kind": "counting", "question": "How many purple triangles are there?", "answer": "1"}
+    items = [colour, colour, colour, follow, follow, count, count]
+    replies = [
+        "The star is red.",  # right
+        "The triangle is red.",  # the right colour, said of another shape
+        "Red.",  # a bare answer names nothing else: right
+        "Then there would be 3 circles.",  # the earlier round named the circles: right
+        "Then there would be 3 squares.",
+        "The number of purple triangles is 1.",
+        "The number of purple diamonds is 1.",
+    ]
+    metrics = score(items, replies)
+    assert metrics["color_acc"] == round(2 / 3, 4)
+    assert metrics["followup_acc"] == 0.5 and metrics["counting_acc"] == 0.5
+    # scored on the short answer alone the wrong shape's reply counts
+    assert is_correct("color", replies[1], "red") and not is_correct(
+        "color", replies[1], "red", "What colour is the star?"
+    )
 
 
 def test_chance_caption_uses_another_images_caption():
