@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,21 +15,7 @@ from mmgpt.data.config import DataConfig
 from mmgpt.data.dataset import ExampleBuilder, load_image, read_dataset
 from mmgpt.errors import ConfigError, DataError
 from mmgpt.model.image_processing import FlamingoImageProcessor
-
-
-def image(path: Path, colour="red") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (40, 30), colour).save(path)
-    return path
-
-
-def write(path: Path, data) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, bytes):
-        path.write_bytes(data)
-    else:
-        path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
-    return path
+from tests.data.test_sources import image, write
 
 
 def read(tmp_path, stream="vision_language", **spec):

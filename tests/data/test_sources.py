@@ -24,8 +24,12 @@ def image(path: Path, colour="red") -> Path:
 
 
 def write(path: Path, data) -> Path:
+    """Write bytes as they are, a string as UTF-8 text, anything else as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
     return path
 
 

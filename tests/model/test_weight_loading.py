@@ -13,6 +13,22 @@ import torch
 from mmgpt.errors import CheckpointError, ConfigError
 from mmgpt.model.checkpoints import WRITING_MARKER, import_openflamingo, load_model, save_model_dir
 
+
+def save_tiny_clip(path: Path) -> None:
+    """A 16-pixel, one-layer CLIP vision tower with random weights, saved as a Hugging Face directory."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    vision = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+    )
+    CLIPVisionModel(vision).save_pretrained(path)
+
+
 # Small perceiver / cross-attention sizes: these tests are about files, not about the architecture's numbers.
 SIZES = dict(
     cross_attn_every_n_layers=2,
@@ -115,7 +131,7 @@ def test_load_model_refuses_an_unknown_dtype_by_name(tmp_path, parts, bad):
 @pytest.mark.parametrize("family", ["opt", "mpt"])
 def test_tied_embedding_family_round_trips(tmp_path, family):
     """OPT and MPT tie lm_head to the input embedding; the directory stores it once and loading re-ties it."""
-    from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from mmgpt.model.tokenizer import train_bpe_tokenizer
     from tests.conftest import CORPUS
@@ -126,15 +142,7 @@ def test_tied_embedding_family_round_trips(tmp_path, family):
     lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(family, vocab_size=300, **FAMILIES[family]))
     lm.save_pretrained(tmp_path / "lm")
     tokenizer.save_pretrained(tmp_path / "lm")
-    vision = CLIPVisionConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=16,
-        patch_size=8,
-    )
-    CLIPVisionModel(vision).save_pretrained(tmp_path / "clip")
+    save_tiny_clip(tmp_path / "clip")
     from mmgpt.model.builder import build_from_parts
 
     source = build_from_parts(tmp_path / "clip", tmp_path / "lm", **SIZES)
@@ -342,7 +350,6 @@ def test_adapter_directory_holds_only_the_adapters(tmp_path, recwarn):
     """The vocabulary is always resized on import (OpenFlamingo's added tokens); the embeddings still belong to
     the base weights, not copied into adapter/ (0.5 GB per copy for LLaMA-7B)."""
     from safetensors import safe_open
-    from transformers import CLIPVisionConfig, CLIPVisionModel
 
     from mmgpt.model.builder import build_from_parts, build_lm_from_config, tiny_config
     from mmgpt.model.lora import LoraSettings, apply_lora, merge_lora
@@ -353,15 +360,7 @@ def test_adapter_directory_holds_only_the_adapters(tmp_path, recwarn):
     ids = SpecialTokenIds(media=0, endofchunk=0, pad=0, eos=2, bos=1)
     build_lm_from_config(tiny_config(len(base_tokenizer), ids).text_config).save_pretrained(tmp_path / "lm")
     base_tokenizer.save_pretrained(tmp_path / "lm")
-    vision = CLIPVisionConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=16,
-        patch_size=8,
-    )
-    CLIPVisionModel(vision).save_pretrained(tmp_path / "clip")
+    save_tiny_clip(tmp_path / "clip")
     model = build_from_parts(tmp_path / "clip", tmp_path / "lm", **SIZES)
     assert model.lm.get_input_embeddings().weight.shape[0] == len(base_tokenizer) + 3
     save_model_dir(apply_lora(model, LoraSettings(r=2)), tmp_path / "out")
