@@ -358,7 +358,8 @@ def run_demo(
     print("\n" + format_results(results))
     env, prints = results["environment"], results["fingerprints"]
     print(
-        f"fingerprints: world {prints['world']}, base {prints['base']} (torch {env['packages']['torch']}, "
+        f"fingerprints: world {prints['world']}, base {prints['base']}, tuned {prints['tuned']} "
+        f"(torch {env['packages']['torch']}, "
         f"{env['cpu_capability']} kernels, bf16 flags {' '.join(env['cpu_bf16_flags']) or 'none'}); "
         "a table differs from another run's when these do"
     )

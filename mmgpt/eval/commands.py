@@ -130,8 +130,18 @@ def _report(report: dict, shown: dict, out: str | None) -> int:
     """Print the headline metrics and write the JSON report."""
     from pathlib import Path
 
+    baselines = [b for b in ("chance", "most_frequent") if b in report]
+    if baselines:
+        print(f"{'':<22}{'model':>10}" + "".join(f"{b.replace('_', ' '):>15}" for b in baselines))
     for name, value in shown.items():
-        print(f"{name:<22}{value}")
+        print(
+            f"{name:<22}"
+            + (
+                f"{value:>10}" + "".join(f"{report[b][name]:>15}" for b in baselines)
+                if baselines
+                else f"{value}"
+            )
+        )
     if out:
         Path(out).write_text(json.dumps(report, indent=2) + "\n")
         print(f"report written to {out}")

@@ -98,6 +98,11 @@ def decode_image(url: str, limits: ServerLimits, param: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(raw))
         width, height = image.size  # header only: nothing decoded yet
+    except Image.DecompressionBombError as err:
+        # Pillow refuses an image far over its own limit while reading the header
+        raise RequestError(
+            f"the image has more pixels than the limit of {limits.max_image_pixels}: {err}", param
+        ) from err
     except Exception as err:
         raise RequestError("the image bytes are not an image this server can read", param) from err
     if width * height > limits.max_image_pixels:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 SCALE_CHOICES = ("quick", "default", "large")
 
@@ -23,12 +24,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=handler)
 
 
+def prepare_output_dir(out: Path) -> None:
+    """Make `out` ready for a world: an earlier world there is removed (a smaller one would leave the larger
+    one's files behind); any other non-empty directory is refused, so that nothing else is written into or over.
+    """
+    import shutil
+
+    from mmgpt.errors import ConfigError
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "world.json").is_file():
+        raise ConfigError(
+            f"--out {out} is not empty and holds no synthetic world: give a new or empty directory"
+        )
+    shutil.rmtree(out)
+
+
 def handler(args: argparse.Namespace) -> int:
     """Generate the world and print a one-screen summary; returns the exit code."""
     import time
 
     from mmgpt.synth.world import generate_world
 
+    prepare_output_dir(Path(args.out))
     start = time.perf_counter()
     manifest = generate_world(
         args.out, seed=args.seed, scale=args.scale, image_size=args.image_size, progress=not args.no_progress

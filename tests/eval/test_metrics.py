@@ -213,6 +213,11 @@ def test_eval_cli_on_a_tiny_model(make_tiny_model, tmp_path, capsys, dtype):
     }
     assert len(report["items"]) == 16 and report["chance"]["counting_acc"] > 0
     assert report["most_frequent"]["counting_acc"] >= report["chance"]["counting_acc"]
+    # the baselines are printed beside the model's metrics, not only written to the report
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["model", "chance", "most", "frequent"]
+    counting = next(line for line in printed if line.startswith("counting_acc")).split()
+    assert float(counting[2]) == report["chance"]["counting_acc"]
 
 
 def test_eval_cli_chance_and_real_formats(make_tiny_model, tmp_path, capsys):

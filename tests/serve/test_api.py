@@ -325,3 +325,14 @@ def test_unreadable_local_and_remote_images_are_request_errors(tmp_path):
         with pytest.raises(RequestError, match="cannot (read|fetch) the image") as caught:
             decode_image(url, limits, "messages[0].content[0]")
         assert caught.value.status == 400
+
+
+def test_an_image_pillow_refuses_as_too_large_is_named_as_such(monkeypatch):
+    from PIL import Image
+
+    from mmgpt.serve.api import RequestError, ServerLimits, decode_image
+
+    # Pillow raises on headers over twice its own pixel limit before the server's check can run
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(RequestError, match="more pixels than the limit"):
+        decode_image(data_url(size=(100, 100)), ServerLimits(), "messages[0].content[0]")

@@ -62,3 +62,21 @@ def test_an_output_path_that_is_a_file_is_named(tmp_path, capsys):
         in capsys.readouterr().err
     )
     assert blocker.read_text() == "keep me"
+
+
+def test_synth_replaces_an_old_world_and_refuses_other_directories(tmp_path, capsys):
+    from mmgpt.cli import main
+
+    world = tmp_path / "w"
+    assert main(["synth", "--out", str(world), "--scale", "quick", "--no-progress"]) == 0
+    stale = world / "images" / "leftover.jpg"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"from a larger world")
+    assert main(["synth", "--out", str(world), "--scale", "quick", "--no-progress"]) == 0
+    assert not stale.exists() and (world / "world.json").is_file()
+    other = tmp_path / "model"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    assert main(["synth", "--out", str(other), "--scale", "quick", "--no-progress"]) == 1
+    assert "is not empty and holds no synthetic world" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["config.json"]
