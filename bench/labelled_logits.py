@@ -72,7 +72,7 @@ def worker(mode: str, steps: int, batch: int, length: int, vocab: int, labelled:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--rounds", type=int, default=3, help="subprocesses per mode, alternating")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per subprocess, after one warm-up")
     parser.add_argument("--batch", type=int, default=8)

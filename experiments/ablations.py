@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 TUNE_CONFIG = ROOT / "configs" / "synthetic_mmgpt.yaml"
 MOST_FREQUENT = "most frequent answer"
@@ -36,6 +38,19 @@ VARIANTS = {
 
 def _read(path: Path) -> str | None:
     return path.read_text() if path.exists() else None
+
+
+def _tuned_as(demo: Path, overrides: list[str]) -> bool:
+    """Whether the demo in `demo` tuned its model with these overrides (its tuning run's recorded settings, steps
+    included), so that its model can stand for the joint variant instead of being tuned again."""
+    from mmgpt.train.config import changed_settings, load_train_config
+
+    recorded = demo / "tune" / "config.yaml"
+    if not (demo / "model" / "config.json").exists() or not recorded.exists():
+        return False
+    wanted = load_train_config(TUNE_CONFIG, overrides)
+    steps = yaml.safe_load(recorded.read_text()).get("optim", {}).get("max_steps")
+    return steps == wanted.optim.max_steps and not changed_settings(demo / "tune", wanted)
 
 
 def main() -> None:
@@ -77,7 +92,7 @@ def main() -> None:
             f"output_dir={run}",
             "logging.progress=false",
         ]
-        overrides += tuning_overrides(steps=args.steps)
+        overrides += tuning_overrides(quick=meta.scale == "quick", steps=args.steps)
         start = time.perf_counter()
         # a variant tuned earlier is reused only if it was tuned the same way (overrides and config file) on the
         # same world and base
@@ -88,7 +103,7 @@ def main() -> None:
                 "world": [meta.seed, meta.scale, meta.generator],
             }
         )
-        if data == "datasets.yaml" and not args.steps and (demo / "model" / "config.json").exists():
+        if data == "datasets.yaml" and _tuned_as(demo, overrides):
             run = demo  # the demo's tuned model is exactly this variant: same config, steps and seed
         elif not (run / "model" / "config.json").exists() or _read(run / "ablation_key.json") != key:
             train_in_fresh_process(TUNE_CONFIG, overrides, resume=False)

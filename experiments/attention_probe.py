@@ -195,7 +195,7 @@ def print_lookup_table(table: dict[str, dict[str, object]]) -> None:
 def main() -> None:
     args = image_probe_parser(__doc__.splitlines()[0]).parse_args()
     world, manifest = open_world(args.world)
-    model_dir, model = load_probed_model(args.model)
+    model_dir, model = load_probed_model(args.model, world=Path(args.world))
     scenes, images = heldout_scenes(world, manifest, args.limit)
     print(f"model {model_dir}, {len(scenes)} held-out images")
     print_lookup_table(lookup_table(model, images, scenes))

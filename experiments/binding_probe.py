@@ -270,7 +270,7 @@ def main() -> None:
     from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
 
     world, manifest = open_world(args.world)
-    model_dir, model = load_probed_model(args.model)
+    model_dir, model = load_probed_model(args.model, world=Path(args.world))
     train = [Scene.from_dict(s) for s in manifest.scenes if s["split"] == "train"][: args.train_images]
     heldout = [Scene.from_dict(s) for s in manifest.scenes if s["split"] == "heldout"][: args.limit]
     scenes = train + heldout

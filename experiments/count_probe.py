@@ -190,16 +190,34 @@ def open_world(path: str):
     return world, WorldManifest.load(world)
 
 
-def load_probed_model(model: str | None, seed: int = 0):
-    """(directory, model in eval mode) of `model`, or of the demo's cached base for world `seed` when None;
-    exits with a message when there is no model there."""
+def load_probed_model(model: str | None, seed: int = 0, world: Path | None = None):
+    """(directory, model in eval mode) of `model`, or, when None, of the base the demo of `world` tuned (from
+    its tuning run's config.yaml), else the demo's cached base for that world's seed and scale (for world `seed`
+    at the default scale without a world); exits with a message when there is no model there."""
     from mmgpt import load_model
-    from mmgpt.demo import base_dir_for
 
-    model_dir = Path(model) if model else base_dir_for(seed, False) / "model"
+    model_dir = Path(model) if model else default_base(world, seed)
     if not model_dir.exists():
         sys.exit(f"{model_dir}: no model there; run `mmgpt demo` first or pass --model")
     return model_dir, load_model(model_dir, merge_adapters=True).eval()
+
+
+def default_base(world: Path | None, seed: int = 0) -> Path:
+    """The model directory of the base a demo's `world` belongs to (see `load_probed_model`)."""
+    import yaml
+
+    from mmgpt.demo import base_dir_for
+    from mmgpt.synth.world import WorldManifest
+
+    if world is None or not (world / "world.json").exists():
+        return base_dir_for(seed, False) / "model"
+    recorded = world.parent / "tune" / "config.yaml"
+    if recorded.exists():
+        path = (yaml.safe_load(recorded.read_text()).get("model") or {}).get("path")
+        if path:
+            return Path(path)
+    manifest = WorldManifest.load(world)
+    return base_dir_for(manifest.seed, manifest.scale == "quick") / "model"
 
 
 def image_probe_parser(description: str) -> argparse.ArgumentParser:
@@ -232,7 +250,7 @@ def main() -> None:
     from mmgpt.synth.scene import MAX_SHAPES
 
     world, manifest = open_world(args.world)
-    model_dir, model = load_probed_model(args.model)
+    model_dir, model = load_probed_model(args.model, world=Path(args.world))
     scenes, images = heldout_scenes(world, manifest, args.limit)
 
     hits, truths = collections.Counter(), collections.defaultdict(list)

@@ -52,7 +52,7 @@ def split_counts(items: Iterable[dict], replies: dict[str, str]) -> dict[str, tu
 
 
 def main() -> None:
-    args, items, replies = read_demo_replies(__doc__.splitlines()[0])
+    args, items, replies = read_demo_replies(" ".join(__doc__.split("\n\n")[0].split()))
     groups = split_counts(items, replies)
     if not any(asked for asked, _ in groups.values()):
         sys.exit(f"{args.replies}: no reply to a counting question of {args.world}")

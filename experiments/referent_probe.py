@@ -241,7 +241,7 @@ def main() -> None:
     heldout = world / "eval" / "heldout.jsonl"
     if not heldout.exists():
         sys.exit(f"{heldout}: no held-out items there; run `mmgpt demo` first or pass --world")
-    model_dir, model = load_probed_model(args.model)
+    model_dir, model = load_probed_model(args.model, world=Path(args.world))
     items = [json.loads(line) for line in heldout.read_text().splitlines() if line.strip()]
     items = [x for x in items if x["kind"] in ("counting", "color")][: args.limit]
     table = run(model, world, manifest, build_probes(items), args.pretraining_format)

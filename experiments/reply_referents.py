@@ -136,7 +136,7 @@ def read_demo_replies(description: str) -> tuple[argparse.Namespace, list[dict],
 
 
 def main() -> None:
-    args, items, replies = read_demo_replies(__doc__.splitlines()[0])
+    args, items, replies = read_demo_replies(" ".join(__doc__.split("\n\n")[0].split()))
     splits = split_replies(items, replies)
     print(
         f"{'question':<10}{'replies':>9}{'right':>8}{'name the asked subject':>24}{'right then':>12}{'right otherwise':>17}"

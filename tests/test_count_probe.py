@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.scripts import load_script
@@ -42,3 +44,22 @@ def test_replies_are_grouped_by_whether_they_keep_the_question_s_referent(probe)
 
 def test_no_matching_questions_give_no_rows(probe):
     assert probe.referent_agreement([_item("ocr", "Read the word.", "cup", "cup")]) == []
+
+
+def test_the_default_model_is_the_base_the_worlds_demo_tuned(tmp_path):
+    import json
+
+    import yaml
+
+    from mmgpt.demo import base_dir_for
+
+    probe = load_script("count_probe")
+    world = tmp_path / "demo" / "world"
+    world.mkdir(parents=True)
+    (world / "world.json").write_text(json.dumps({"seed": 3, "scale": "quick", "image_size": 64}))
+    # a quick world's base, not the default-scale one of the same seed
+    assert probe.default_base(world) == base_dir_for(3, True) / "model"
+    (world.parent / "tune").mkdir()
+    (world.parent / "tune" / "config.yaml").write_text(yaml.safe_dump({"model": {"path": "/bases/b1/model"}}))
+    assert probe.default_base(world) == Path("/bases/b1/model")
+    assert probe.default_base(None, 5) == base_dir_for(5, False) / "model"

@@ -357,9 +357,19 @@ def changed_settings(run_dir: str | Path, config: TrainConfig) -> list[str]:
         f"{key}: {old_flat[key]!r} -> {new_flat[key]!r}"
         for key in new_flat
         if key in old_flat
-        and old_flat[key] != new_flat[key]
+        and not _same_setting(old_flat[key], new_flat[key])
         and not any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_CHANGES)
     ]
+
+
+def _same_setting(old: Any, new: Any) -> bool:
+    """Equal values, or two spellings of one existing path ("runs/demo/world" and its absolute form)."""
+    if old == new:
+        return True
+    if isinstance(old, str) and isinstance(new, str) and old and new:
+        first, second = Path(old).expanduser(), Path(new).expanduser()
+        return first.exists() and second.exists() and first.resolve() == second.resolve()
+    return False
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -332,3 +332,10 @@ def test_inspect_lists_skipped_locations_and_counts_unreadable_images(tmp_path, 
     for record, reason in (("empty", "corrupt_image"), ("page", "corrupt_image"), ("gone", "missing_image")):
         assert f"own.json:{record}: {reason}" in out
     assert "own.json:order: bad_turn_order" in out
+
+
+def test_a_json_lines_file_given_to_a_reader_of_one_array_says_so(tmp_path):
+    record = {"id": "1", "image": "1.jpg", "conversations": []}
+    write(tmp_path / "one.jsonl", json.dumps(record) + "\n")
+    with pytest.raises(DataError, match="looks like JSON Lines, one object per line"):
+        read(tmp_path, type="llava", ann_path="one.jsonl")

@@ -118,3 +118,19 @@ def test_changed_settings_name_what_a_resumed_run_would_get_wrong(tmp_path):
     other = load_train_config(None, [*base, "optim.lr=2e-3", "seed=5"])
     assert changed_settings(tmp_path, other) == ["seed: 0 -> 5", "optim.lr: 0.001 -> 0.002"]
     assert changed_settings(tmp_path / "nowhere", other) == []
+
+
+def test_changed_settings_take_two_spellings_of_one_path_as_the_same(tmp_path, monkeypatch):
+    from mmgpt.train.config import changed_settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "d.yaml").write_text("{}")
+    run = tmp_path / "run"
+    run.mkdir()
+    load_train_config(None, ["model.path=base", "data.config=d.yaml"]).save(run / "config.yaml")
+    absolute = [f"model.path={tmp_path / 'base'}", f"data.config={tmp_path / 'd.yaml'}"]
+    assert changed_settings(run, load_train_config(None, absolute)) == []
+    (tmp_path / "other").mkdir()
+    moved = load_train_config(None, [f"model.path={tmp_path / 'other'}", "data.config=d.yaml"])
+    assert changed_settings(run, moved) == [f"model.path: 'base' -> '{tmp_path / 'other'}'"]

@@ -119,6 +119,15 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg}, column {err.colno})") from err
 
 
+def not_a_list(ann_path: Path, data: Any, what: str = "records") -> DataError:
+    """The error for a file that should hold a JSON array of `what` and holds `data` instead; a single object in
+    a `.jsonl` file is one line of JSON Lines, and the message says so."""
+    hint = ""
+    if isinstance(data, dict) and ann_path.suffix == ".jsonl":
+        hint = " (the file looks like JSON Lines, one object per line; this reader expects one JSON array)"
+    return DataError(f"{ann_path}: expected a JSON list of {what}, got {type(data).__name__}{hint}")
+
+
 def require_str(record: Any, key: str, allow_empty: bool = False) -> str:
     """record[key] as a string; raises KeyError/TypeError/ValueError describing the field otherwise."""
     if not isinstance(record, dict):

@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmgpt.data.sources.common import Sample, Skips, field_error, iter_jsonl, load_json, require_str
+from mmgpt.data.sources.common import (
+    Sample,
+    Skips,
+    field_error,
+    iter_jsonl,
+    load_json,
+    not_a_list,
+    require_str,
+)
 from mmgpt.data.templates import Conversation, Turn
-from mmgpt.errors import DataError
 
 
 def _instruction_sample(name, key, record, where, skips, input_key, output_key) -> Sample | None:
@@ -45,7 +52,7 @@ def read_alpaca(
     """alpaca_gpt4_data.json: [{"instruction", "input", "output"}]."""
     records = load_json(ann_path)
     if not isinstance(records, list):
-        raise DataError(f"{ann_path}: expected a JSON list of records")
+        raise not_a_list(ann_path, records)
     for index, record in enumerate(records):
         sample = _instruction_sample(
             name, str(index), record, f"{ann_path}:{index}", skips, "input", "output"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmgpt.data.sources.common import Sample, Skips, load_json
+from mmgpt.data.sources.common import Sample, Skips, load_json, not_a_list
 from mmgpt.data.templates import Conversation, Turn
 from mmgpt.model.tokenizer import IMAGE_TOKEN
 
@@ -26,10 +26,7 @@ def read_llava(
     """Yield one Sample per valid record of a LLaVA-format JSON list."""
     records = load_json(ann_path)
     if not isinstance(records, list):
-        raise_type = type(records).__name__
-        from mmgpt.errors import DataError
-
-        raise DataError(f"{ann_path}: expected a JSON list of records, got {raise_type}")
+        raise not_a_list(ann_path, records)
     for index, record in enumerate(records):
         where = f"{ann_path}:{record.get('id', index) if isinstance(record, dict) else index}"
         sample = _parse(record, index, ann_path, image_root, name, skips, where)

@@ -7,7 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mmgpt.data.sources.common import Sample, Skips, field_error, load_json, require_int, require_str
+from mmgpt.data.sources.common import (
+    Sample,
+    Skips,
+    field_error,
+    load_json,
+    not_a_list,
+    require_int,
+    require_str,
+)
 from mmgpt.data.templates import Conversation, Turn
 from mmgpt.errors import DataError
 
@@ -21,7 +29,7 @@ def read_aokvqa(
     "The answer is {correct choice}. Because {rationales joined}"."""
     records = load_json(ann_path)
     if not isinstance(records, list):
-        raise DataError(f"{ann_path}: expected a JSON list of A-OKVQA records")
+        raise not_a_list(ann_path, records, "A-OKVQA records")
     root = image_root or ann_path.parent
     for index, record in enumerate(records):
         where = f"{ann_path}:{_record_key(record, 'question_id', index)}"
