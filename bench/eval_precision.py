@@ -59,6 +59,8 @@ def main() -> None:
         print(f"{path}: {len(items)} items, float32 {slow:.1f} s, bfloat16 {fast:.1f} s ({slow / fast:.2f}x)")
         for name in metrics["float32"]:
             a, b = metrics["float32"][name], metrics["bfloat16"][name]
+            if a is None or b is None:
+                continue  # no item measures it
             print(f"  {name:<22}{a:>9.4f}{b:>9.4f}  ({b - a:+.4f})")
         differ = sum(a != b for a, b in zip(replies["float32"], replies["bfloat16"], strict=True))
         print(f"  replies that differ: {differ} of {len(items)}")

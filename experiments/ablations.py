@@ -136,10 +136,12 @@ def main() -> None:
         text=True,
     )
     warnings = [line for line in inspect.stdout.splitlines() if line.startswith("WARNING")]
+    from mmgpt.eval.runner import format_metric
+
     metrics = list(next(iter(results.values())))
     lines = ["| variant | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for name, m in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in metrics) + " |")
+        lines.append(f"| {name} | " + " | ".join(format_metric(m[k]) for k in metrics) + " |")
     lines += ["", *_findings(results), ""]
     lines += [
         "`mmgpt data inspect` on the VQA-augmented mix:",
@@ -181,14 +183,15 @@ def _plot(results: dict, path: Path) -> None:
     keys = ["counting_acc", "color_acc", "ocr_em", "language_acc", "followup_acc"]
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        a.bar([k + i * width for k in range(len(keys))], [results[name][k] for k in keys], width, label=name)
+        heights = [results[name][k] or 0.0 for k in keys]  # a metric no item measured is drawn as 0
+        a.bar([k + i * width for k in range(len(keys))], heights, width, label=name)
     a.set_xticks(
         [k + 0.4 - width / 2 for k in range(len(keys))], [k.replace("_", " ") for k in keys], fontsize=8
     )
     a.set_ylabel("accuracy")
     a.set_ylim(0, 1)  # headroom: the legend sits above the bars, not on them
     a.legend(fontsize=7, ncol=2, loc="upper left")
-    b.bar(range(len(names)), [results[n]["mean_response_words"] for n in names], color="tab:gray")
+    b.bar(range(len(names)), [results[n]["mean_response_words"] or 0.0 for n in names], color="tab:gray")
     b.set_xticks(range(len(names)), names, fontsize=7, rotation=15)
     b.set_ylabel("mean words, open-ended prompts")
     fig.tight_layout()

@@ -394,11 +394,13 @@ def _world_matches(world: Path, seed: int, scale: str) -> bool:
 
 def format_results(results: dict[str, Any]) -> str:
     """The tuned / base / chance / most-frequent-answer metrics as a text table."""
+    from mmgpt.eval.runner import format_metric
+
     names = list(results["tuned"])
     columns = [k for k in ("tuned", "base", "chance", "most_frequent") if k in results]
     lines = [f"{'metric':<22}" + "".join(f"{k.replace('_', ' '):>15}" for k in columns)]
     for name in names:
-        lines.append(f"{name:<22}" + "".join(f"{results[k][name]:>15.3f}" for k in columns))
+        lines.append(f"{name:<22}" + "".join(f"{format_metric(results[k][name]):>15}" for k in columns))
     lines.append(f"total time: {results['seconds']:.0f} s")
     return "\n".join(lines)
 

@@ -130,18 +130,15 @@ def _report(report: dict, shown: dict, out: str | None) -> int:
     """Print the headline metrics and write the JSON report."""
     from pathlib import Path
 
+    from mmgpt.eval.runner import format_metric
+
     baselines = [b for b in ("chance", "most_frequent") if b in report]
     if baselines:
         print(f"{'':<22}{'model':>10}" + "".join(f"{b.replace('_', ' '):>15}" for b in baselines))
     for name, value in shown.items():
-        print(
-            f"{name:<22}"
-            + (
-                f"{value:>10}" + "".join(f"{report[b][name]:>15}" for b in baselines)
-                if baselines
-                else f"{value}"
-            )
-        )
+        shown_value = format_metric(value, "") if isinstance(value, float | None) else str(value)
+        row = f"{shown_value:>10}" + "".join(f"{format_metric(report[b][name], ''):>15}" for b in baselines)
+        print(f"{name:<22}" + (row if baselines else shown_value))
     if out:
         Path(out).write_text(json.dumps(report, indent=2) + "\n")
         print(f"report written to {out}")

@@ -134,9 +134,15 @@ def generate_answers(
     return replies
 
 
-def _mean_per_metric(values: dict[str, list[float]]) -> dict[str, float]:
-    """Every metric of METRICS as the mean of its per-item values, rounded to 4 places (0.0 without items)."""
-    return {m: round(statistics.fmean(values[m]), 4) if values[m] else 0.0 for m in METRICS}
+def _mean_per_metric(values: dict[str, list[float]]) -> dict[str, float | None]:
+    """Every metric of METRICS as the mean of its per-item values, rounded to 4 places; None for a metric no item
+    measures (a file without OCR items has no OCR accuracy, which 0.0 would misstate)."""
+    return {m: round(statistics.fmean(values[m]), 4) if values[m] else None for m in METRICS}
+
+
+def format_metric(value: float | None, spec: str = ".3f") -> str:
+    """A metric for a table: formatted with `spec`, or "—" when no item measured it."""
+    return "—" if value is None else format(value, spec)
 
 
 def item_context(item: dict) -> str:

@@ -171,7 +171,7 @@ def test_most_frequent_answers_the_commonest_answer_of_each_kind():
     assert metrics["color_acc"] == pytest.approx(3 / 4, abs=1e-4)
     assert metrics["caption_f1"] == pytest.approx(2 / 3, abs=1e-4)  # "A red circle." for all three images
     assert metrics["mean_response_words"] == 0.0
-    assert metrics["language_acc"] == 0.0  # no items of the kind
+    assert metrics["language_acc"] is None  # no items of the kind
 
 
 @pytest.mark.parametrize("dtype", [None, "bfloat16"])
@@ -321,3 +321,17 @@ def test_vqa_eval_skips_missing_images_and_rejects_a_wrong_split(make_tiny_model
     # a prompt without the question is refused before the model is loaded
     spec = f"vqa:questions={questions},annotations={annotations},images={world},prompt=Say yes."
     assert main(["eval", "--model", str(tmp_path / "m"), "--data", spec]) != 0
+
+
+def test_a_metric_no_item_measures_is_none_not_zero(capsys, tmp_path):
+    from mmgpt.cli import main
+
+    items = [{"kind": "counting", "question": "How many shapes?", "answer": "2", "answer_space": ["1", "2"]}]
+    metrics = score(items, ["The number of shapes is 2."])
+    assert metrics["counting_acc"] == 1.0 and metrics["ocr_em"] is None and metrics["caption_f1"] is None
+    heldout = tmp_path / "eval" / "heldout.jsonl"
+    heldout.parent.mkdir()
+    heldout.write_text(json.dumps({"id": "c", **items[0]}) + "\n")
+    assert main(["eval", "--model", "most-frequent", "--data", str(heldout)]) == 0
+    printed = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert printed["counting_acc"] == "1.0" and printed["ocr_em"] == "—"
