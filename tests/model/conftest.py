@@ -33,6 +33,20 @@ class VisualTower(nn.Module):
         return None, self.tower(pixel_values=pixels).last_hidden_state[:, 1:]
 
 
+def tiny_clip_config():
+    """A 16-pixel, one-layer CLIP vision tower's config: the smallest tower the model tests build."""
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+    )
+
+
 def build_reference(config, vision, lm):
     """An open_flamingo Flamingo around `vision` (HF CLIPVisionModel) and `lm` (HF LLaMA), with non-zero gates."""
     pytest.importorskip("open_flamingo")

@@ -7,10 +7,11 @@ import copy
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
+from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionModel
 
 from mmgpt.model.config import FlamingoConfig
 from mmgpt.model.flamingo import Flamingo
+from tests.model.conftest import tiny_clip_config
 
 FAMILIES = {
     "opt": dict(
@@ -28,16 +29,7 @@ def test_family_wraps_and_generates(family):
         AutoConfig.for_model(family, vocab_size=64, **FAMILIES[family])
     ).eval()
     plain = copy.deepcopy(lm)
-    vision = CLIPVisionModel(
-        CLIPVisionConfig(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=16,
-            patch_size=8,
-        )
-    )
+    vision = CLIPVisionModel(tiny_clip_config())
     cfg = FlamingoConfig(
         vision_config=vision.config.to_dict(),
         text_config=lm.config.to_dict(),

@@ -12,21 +12,14 @@ import torch
 
 from mmgpt.errors import CheckpointError, ConfigError
 from mmgpt.model.checkpoints import WRITING_MARKER, import_openflamingo, load_model, save_model_dir
+from tests.model.conftest import tiny_clip_config
 
 
 def save_tiny_clip(path: Path) -> None:
-    """A 16-pixel, one-layer CLIP vision tower with random weights, saved as a Hugging Face directory."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
+    """A tiny CLIP vision tower (`tiny_clip_config`) with random weights, saved as a Hugging Face directory."""
+    from transformers import CLIPVisionModel
 
-    vision = CLIPVisionConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=16,
-        patch_size=8,
-    )
-    CLIPVisionModel(vision).save_pretrained(path)
+    CLIPVisionModel(tiny_clip_config()).save_pretrained(path)
 
 
 # Small perceiver / cross-attention sizes: these tests are about files, not about the architecture's numbers.
