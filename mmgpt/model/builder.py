@@ -173,21 +173,14 @@ def load_vision_tower(path: str | Path, dtype: torch.dtype | None = None) -> CLI
             f"{path}: model_type {model_type!r} in config.json is not a CLIP model "
             f"(expected one of {', '.join(CLIP_MODEL_TYPES)})"
         )
-    try:
-        tower, info = CLIPVisionModel.from_pretrained(
-            str(path), dtype=dtype or torch.float32, output_loading_info=True
-        )
-    except Exception as err:  # transformers raises many types; the message is what matters
-        raise CheckpointError(f"cannot load a CLIP vision tower from {path}: {err}") from err
-    _refuse_missing_weights(path, info)
-    return tower
+    return _load_complete(CLIPVisionModel, path, dtype, "a CLIP vision tower")
 
 
 def _hf_model_type(path: Path) -> str | None:
     """`model_type` of the HF model directory `path`; CheckpointError when it has no readable config.json."""
-    if not path.is_dir():
-        what = "does not exist" if not path.exists() else "is a file, not a directory"
-        raise CheckpointError(f"{path}: {what} (expected a Hugging Face model directory)")
+    problem = directory_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: {problem} (expected a Hugging Face model directory)")
     config_path = path / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{path}: not a Hugging Face model directory (no config.json)")
@@ -198,6 +191,26 @@ def _hf_model_type(path: Path) -> str | None:
     if not isinstance(data, dict):
         raise CheckpointError(f"{config_path}: expected a JSON object")
     return data.get("model_type")
+
+
+def directory_problem(path: Path, kind: str = "directory") -> str | None:
+    """Why `path` cannot be read as a directory ("does not exist", "is a file, not a `kind`"), or None."""
+    if path.is_dir():
+        return None
+    return "does not exist" if not path.exists() else f"is a file, not a {kind}"
+
+
+def _load_complete(model_class: Any, path: Path, dtype: torch.dtype | None, what: str) -> torch.nn.Module:
+    """`model_class.from_pretrained(path)` in `dtype` (default float32); CheckpointError naming `what` and the
+    directory when it cannot be loaded, or when its files lack some of the model's weights."""
+    try:
+        model, info = model_class.from_pretrained(
+            str(path), dtype=dtype or torch.float32, output_loading_info=True
+        )
+    except Exception as err:  # transformers raises many types; the message is what matters
+        raise CheckpointError(f"cannot load {what} from {path}: {err}") from err
+    _refuse_missing_weights(path, info)
+    return model
 
 
 def _refuse_missing_weights(path: Path, info: dict[str, Any]) -> None:
@@ -221,22 +234,15 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype | None = None) -> torch.
             f"{path}: model_type {model_type!r} in config.json is not a causal language model transformers "
             "can load (LLaMA, OPT, GPT-NeoX, MPT, ...)"
         )
-    try:
-        lm, info = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=dtype or torch.float32, output_loading_info=True
-        )
-    except Exception as err:  # transformers raises many types; the message is what matters
-        raise CheckpointError(f"cannot load a causal language model from {path}: {err}") from err
-    _refuse_missing_weights(path, info)
-    return lm
+    return _load_complete(AutoModelForCausalLM, path, dtype, "a causal language model")
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """Load a tokenizer from a local directory; CheckpointError naming the directory when it cannot be."""
     path = Path(path)
-    if not path.is_dir():
-        what = "does not exist" if not path.exists() else "is a file, not a directory"
-        raise CheckpointError(f"tokenizer directory {path} {what}")
+    problem = directory_problem(path)
+    if problem:
+        raise CheckpointError(f"tokenizer directory {path} {problem}")
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except Exception as err:  # transformers raises many types; the message is what matters

@@ -307,9 +307,11 @@ def resolve_load_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 def _read_model_config(directory: Path) -> FlamingoConfig:
     """The `FlamingoConfig` of a model directory; CheckpointError when the directory is missing, incomplete or
     its config.json is not an mmgpt config."""
-    if not directory.is_dir():
-        what = "does not exist" if not directory.exists() else "is a file, not a model directory"
-        raise CheckpointError(f"{directory} {what}")
+    from mmgpt.model.builder import directory_problem
+
+    problem = directory_problem(directory, "model directory")
+    if problem:
+        raise CheckpointError(f"{directory} {problem}")
     if (directory / WRITING_MARKER).exists():
         raise CheckpointError(
             f"{directory} is incomplete: writing it was interrupted ({WRITING_MARKER} is still there); write it again"
