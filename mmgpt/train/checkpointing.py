@@ -72,8 +72,9 @@ def save_checkpoint(
 
 
 def discard(path: Path) -> None:
-    """Delete the checkpoint directory `path`, first renaming it so that it stops counting as a checkpoint: a kill
-    in the middle of the deletion must not leave a `step-N` that has lost its weights but kept its state."""
+    """Delete the directory `path` (a checkpoint, or a model directory being replaced), first renaming it so that
+    it stops counting as one: a kill in the middle of the deletion must not leave a `step-N` or `model/` that has
+    lost some of its files but kept the others."""
     hidden = path.with_name(f"{DISCARDED}{path.name}")
     shutil.rmtree(hidden, ignore_errors=True)
     os.replace(path, hidden)

@@ -30,6 +30,7 @@ from torch import nn
 from mmgpt.errors import ConfigError, MmgptError
 from mmgpt.model.precision import resolve_precision
 from mmgpt.train.checkpointing import (
+    discard,
     list_checkpoints,
     load_checkpoint,
     remove_checkpoints,
@@ -657,12 +658,9 @@ def _gather(value: Any, world_size: int) -> tuple[list[Any], ...]:
 def _publish(staged: Path, final: Path) -> None:
     """Move the finished directory `staged` to `final`, replacing what is there, so that `final` never holds a
     half-written model: a kill leaves either the old directory, the new one, or none (the rerun writes it)."""
-    old = final.with_name(f".old-{final.name}")
-    shutil.rmtree(old, ignore_errors=True)
     if final.exists():
-        os.replace(final, old)
+        discard(final)
     os.replace(staged, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _describe_strategy(strategy: str) -> str:
