@@ -184,10 +184,7 @@ def _hf_model_type(path: Path) -> str | None:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{path}: not a Hugging Face model directory (no config.json)")
-    try:
-        data = json.loads(config_path.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {config_path}: {err}") from err
+    data = read_json(config_path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{config_path}: expected a JSON object")
     return data.get("model_type")
@@ -198,6 +195,14 @@ def directory_problem(path: Path, kind: str = "directory") -> str | None:
     if path.is_dir():
         return None
     return "does not exist" if not path.exists() else f"is a file, not a {kind}"
+
+
+def read_json(path: Path) -> Any:
+    """The parsed JSON file `path`; CheckpointError naming it when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
 
 
 def _load_complete(model_class: Any, path: Path, dtype: torch.dtype | None, what: str) -> torch.nn.Module:

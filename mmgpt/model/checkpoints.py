@@ -307,7 +307,7 @@ def resolve_load_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 def _read_model_config(directory: Path) -> FlamingoConfig:
     """The `FlamingoConfig` of a model directory; CheckpointError when the directory is missing, incomplete or
     its config.json is not an mmgpt config."""
-    from mmgpt.model.builder import directory_problem
+    from mmgpt.model.builder import directory_problem, read_json
 
     problem = directory_problem(directory, "model directory")
     if problem:
@@ -319,10 +319,7 @@ def _read_model_config(directory: Path) -> FlamingoConfig:
     path = directory / "config.json"
     if not path.exists():
         raise CheckpointError(f"{directory}: not an mmgpt model directory (no config.json)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {path}: {err}") from err
+    data = read_json(path)
     if isinstance(data, dict) and "model_type" in data and "mmgpt_config_version" not in data:
         raise CheckpointError(
             f"{directory} is a Hugging Face {data['model_type']} directory, not an mmgpt model directory "
