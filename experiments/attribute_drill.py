@@ -11,6 +11,10 @@ image (about 900), in the held-out set's format, so that `mmgpt eval --data <out
 model answers about images it was tuned on: if it scores there what it scores on held-out images, it has not
 fitted its training data, and more data of the same kind is not what it lacks.
 
+Since world version 7 (`mmgpt.synth.world.GENERATOR_VERSION`) the world has such conversations of its own,
+`llava/attributes.json` in its mixture at weight 3, each ending with a follow-up chain; on such a world this
+script adds a second, separately drawn drill, and reproduces the notes' runs only on a version-6 world.
+
     python experiments/attribute_drill.py --world runs/demo/world --out runs/drill_world [--only] [--weight 3]
     mmgpt train --config configs/synthetic_mmgpt.yaml data.config=runs/drill_world/datasets.yaml ...
 """

@@ -11,6 +11,7 @@ VISION_LANGUAGE = """vision_language:
   - {type: llava, ann_path: llava/detail.json, image_root: llava/images, name: llava_detail}
   - {type: llava, ann_path: llava/complex_reasoning.json, image_root: llava/images, name: llava_reasoning}
   - {type: llava, ann_path: llava/conversation.json, image_root: llava/images, name: llava_conversation}
+  - {type: llava, ann_path: llava/attributes.json, image_root: llava/images, name: llava_attributes, weight: 3}
   - {type: minigpt4, ann_path: cc_sbu_align/filter_cap.json, image_root: cc_sbu_align/image}
   - {type: aokvqa, ann_path: aokvqa/aokvqa_v1p0_train.json, image_root: coco/train2017}
   - {type: coco_caption, ann_path: coco/dataset_coco.json, image_root: coco, split: train}

@@ -82,6 +82,28 @@ def llava_conversation(scene: Scene, rng: random.Random) -> dict:
     return llava_record(scene.image_id, [(qa.question, qa.response) for qa in rounds])
 
 
+#: The single rounds of an attribute conversation, in drawing order (shuffled per conversation): the colour of a
+#: shape named without its colour (twice), the kind of one named without its kind, a count of one colour and one
+#: of one kind, the questions colour/shape QA and counting ask. Those that do not apply to a scene are skipped.
+ATTRIBUTE_ROUNDS = (Q.colour_of, Q.kind_of, Q.colour_of, Q.count_colour, Q.count_kind)
+
+
+def llava_attributes(scene: Scene, rng: random.Random) -> dict:
+    """A LLaVA conversation record drilling one image's attributes: the applicable ATTRIBUTE_ROUNDS in random
+    order, then one follow-up chain, so that the drill also keeps asking questions that need an earlier answer.
+    A round whose answer another round already gives (the same shape asked about twice) is left out."""
+    drawn = [qa for qa in (generate(scene, rng) for generate in ATTRIBUTE_ROUNDS) if qa is not None]
+    rng.shuffle(drawn)
+    chain = followup_chain(scene, rng)
+    given = {qa.response for qa in chain}
+    rounds = []
+    for qa in drawn:
+        if qa.response not in given:
+            given.add(qa.response)
+            rounds.append(qa)
+    return llava_record(scene.image_id, [(qa.question, qa.response) for qa in rounds + chain])
+
+
 def cc_sbu(scene: Scene, rng: random.Random) -> dict:
     """A cc_sbu_align filter_cap annotation: a two-sentence caption."""
     text = D.caption(scene, rng)

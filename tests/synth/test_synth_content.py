@@ -26,7 +26,7 @@ def _digest(root: Path) -> dict[str, str]:
 
 def _train_ids_referenced(load) -> set[int]:
     ids = set()
-    for name in ("detail", "complex_reasoning", "conversation"):
+    for name in ("detail", "complex_reasoning", "conversation", "attributes"):
         ids |= {int(r["image"].split(".")[0]) for r in load(f"llava/{name}.json")}
     ids |= {int(r["image_id"]) for r in load("cc_sbu_align/filter_cap.json")["annotations"]}
     ids |= {r["image_id"] for r in load("aokvqa/aokvqa_v1p0_train.json")}
@@ -305,12 +305,38 @@ def test_followups_need_the_earlier_answer(load):
             ), it["question"]
 
 
+def test_attribute_conversations_drill_every_training_image(load, scenes):
+    """llava/attributes.json: one conversation per training image, whose colour, kind and count answers agree
+    with the scene, never give one answer twice, and end with a follow-up chain (its question refers back)."""
+    records = load("llava/attributes.json")
+    train = {i for i, s in scenes.items() if s["split"] == "train"}
+    assert sorted(int(r["image"].split(".")[0]) for r in records) == sorted(train)
+    checked = 0
+    for rec in records:
+        scene = scenes[int(rec["image"].split(".")[0])]
+        conv = rec["conversations"]
+        answers = [m["value"] for m in conv[1::2]]
+        assert len(set(answers)) == len(answers), conv
+        last_question = conv[-2]["value"]
+        assert last_question.startswith(("And", "What", "How", "Which")) and (
+            {"that", "it", "its", "them", "those", "one"} & set(re.findall(r"[a-z]+", last_question.lower()))
+        ), last_question
+        for question, answer in zip(conv[:-2:2], answers[:-1], strict=True):
+            text = question["value"]
+            colour = re.fullmatch(r"(?:<image>\n)?How many (\w+) shapes .*", text)
+            if colour and colour.group(1) in COLOUR_NAMES:
+                n = sum(s["colour"] == colour.group(1) for s in scene["shapes"])
+                assert extract_number(answer) == str(n), (text, answer, scene)
+                checked += 1
+    assert checked > 0
+
+
 def test_good_responses_are_full_sentences(load):
     """Responses of the instruction datasets (not detailed descriptions) have 4-30 words and end a sentence
     ("The text says hat." is the shortest; the one/two-word VQA answers are what `mmgpt data inspect` flags)."""
     responses = [
         m["value"]
-        for name in ("conversation", "complex_reasoning")
+        for name in ("conversation", "complex_reasoning", "attributes")
         for r in load(f"llava/{name}.json")
         for m in r["conversations"]
         if m["from"] == "gpt"

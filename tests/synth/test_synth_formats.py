@@ -19,6 +19,13 @@ VL_ENTRIES = [
         "image_root": "llava/images",
         "name": "llava_conversation",
     },
+    {
+        "type": "llava",
+        "ann_path": "llava/attributes.json",
+        "image_root": "llava/images",
+        "name": "llava_attributes",
+        "weight": 3,
+    },
     {"type": "minigpt4", "ann_path": "cc_sbu_align/filter_cap.json", "image_root": "cc_sbu_align/image"},
     {"type": "aokvqa", "ann_path": "aokvqa/aokvqa_v1p0_train.json", "image_root": "coco/train2017"},
     {"type": "coco_caption", "ann_path": "coco/dataset_coco.json", "image_root": "coco", "split": "train"},
@@ -67,7 +74,7 @@ def test_recipes_exact(quick_world):
 
 def test_llava(load, quick_world):
     root = quick_world[0]
-    for name in ("detail", "complex_reasoning", "conversation"):
+    for name in ("detail", "complex_reasoning", "conversation", "attributes"):
         data = load(f"llava/{name}.json")
         assert isinstance(data, list) and data
         for rec in data:
@@ -83,6 +90,8 @@ def test_llava(load, quick_world):
                 assert 2 <= len(conv) // 2 <= 4
             if name == "detail":
                 assert len(conv) == 2
+            if name == "attributes":
+                assert 3 <= len(conv) // 2 <= 7
 
 
 def test_cc_sbu(load, quick_world):
