@@ -248,6 +248,17 @@ def base_cache_key(seed: int, quick: bool, base_steps: int | None = None) -> str
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def tuning_run_overrides(world: Path, base_dir: Path, tune_dir: Path, seed: int) -> list[str]:
+    """The tuning run's data, base, output and seed overrides, with absolute paths: the run records them in its
+    config.yaml, which `experiments/ablations.py` and a resumed demo compare from whatever directory they run in."""
+    return [
+        f"data.config={(world / 'datasets.yaml').absolute()}",
+        f"model.path={base_dir.absolute()}",
+        f"output_dir={tune_dir.absolute()}",
+        f"seed={seed}",
+    ]
+
+
 def run_demo(
     out: Path,
     quick: bool = False,
@@ -294,7 +305,11 @@ def run_demo(
     if (cache / "model" / "config.json").exists():
         print("   using the cached base model", flush=True)
     else:
-        overrides = [f"data.world={world}", f"output_dir={cache}", f"seed={seed}"] + pretraining
+        overrides = [
+            f"data.world={world.absolute()}",
+            f"output_dir={cache.absolute()}",
+            f"seed={seed}",
+        ] + pretraining
         train_in_fresh_process(CONFIG_DIR / "synthetic_base.yaml", overrides)
     base_dir = cache / "model"
     parsing = cache / "vision_tower.json"
@@ -309,12 +324,7 @@ def run_demo(
 
     t = _stage("3/5 instruction tuning: frozen base + LoRA, joint vision-language and language-only batches")
     tune_dir = out / "tune"
-    overrides = [
-        f"data.config={world / 'datasets.yaml'}",
-        f"model.path={base_dir}",
-        f"output_dir={tune_dir}",
-        f"seed={seed}",
-    ] + tuning
+    overrides = tuning_run_overrides(world, base_dir, tune_dir, seed) + tuning
     if tune_dir.exists() and not _unfinished_tuning(tune_dir, overrides, world_reused):
         shutil.rmtree(tune_dir)
     elif tune_dir.exists():

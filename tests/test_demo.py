@@ -157,6 +157,36 @@ def _run_experiment(script: str, *args, folder: str = "experiments") -> str:
     return run.stdout
 
 
+def test_the_tuning_run_records_absolute_paths(tmp_path, monkeypatch):
+    """A demo run with `--out runs/demo` records where its data and base are independently of the directory it
+    ran in, so that the ablations, run from elsewhere, recognise its model as tuned the way they would tune it."""
+    from mmgpt import demo
+    from mmgpt.model.precision import default_device, resolve_precision
+    from mmgpt.train.config import changed_settings, load_train_config
+
+    monkeypatch.chdir(tmp_path)
+    world, base = Path("runs/demo/world"), Path("cache/base-x/model")
+    (tmp_path / world).mkdir(parents=True)
+    (tmp_path / world / "datasets.yaml").write_text("vision_language: []\n")
+    (tmp_path / base).mkdir(parents=True)
+    overrides = demo.tuning_run_overrides(world, base, Path("runs/demo/tune"), seed=0)
+    values = dict(o.split("=", 1) for o in overrides)
+    assert values["data.config"] == str(tmp_path / world / "datasets.yaml")
+    assert values["model.path"] == str(tmp_path / base)
+    assert values["output_dir"] == str(tmp_path / "runs/demo/tune")
+    config = load_train_config(demo.CONFIG_DIR / "synthetic_mmgpt.yaml", overrides)
+    config.precision.dtype = resolve_precision("auto", default_device())  # as a run records it
+    (tmp_path / "runs/demo/tune").mkdir()
+    config.save(tmp_path / "runs/demo/tune/config.yaml")
+    monkeypatch.chdir(tmp_path / "runs")  # compared from another directory, as the ablations do
+    again = load_train_config(
+        demo.CONFIG_DIR / "synthetic_mmgpt.yaml",
+        [f"data.config={tmp_path / world / 'datasets.yaml'}", f"model.path={tmp_path / base}", "seed=0"],
+    )
+    again.output_dir = config.output_dir
+    assert changed_settings(tmp_path / "runs/demo/tune", again) == []
+
+
 def test_a_failing_training_stage_is_reported(tmp_path):
     from mmgpt.demo import CONFIG_DIR, train_in_fresh_process
     from mmgpt.errors import ConfigError, TrainingError
