@@ -116,27 +116,48 @@ class _Renderer:
         self.tokenizer = tokenizer
         ids = special_token_ids(tokenizer)
         self.media, self.eos, self.bos = ids.media, ids.eos, ids.bos
+        self.specials = [token for token in tokenizer.all_special_tokens if token]
 
     def text(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
+    def has_special(self, text: str) -> bool:
+        """Whether `text` spells a special token ("</s>", "<s>", "<|endofchunk|>")."""
+        return any(token in text for token in self.specials)
+
+    def written(self, text: str) -> list[int]:
+        """Ids of text someone wrote (a message, a dataset's response), in which the spelling of a special token
+        stays text: a "</s>" in a response must not end it early in training, nor "<s>" (HTML's strikethrough)
+        start a sequence. Text without such spellings tokenises exactly as `text` does."""
+        if not self.has_special(text):
+            return self.text(text)
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
     def prompt(self, turn: Turn, first: bool) -> list[int]:
         """Ids of a turn's unsupervised part: (BOS + preamble if first), image header, instruction, response header."""
-        text = PREAMBLE if first else ""
+        head = PREAMBLE if first else ""
         if turn.num_images:
-            text += IMAGE_HEADER + IMAGE_TOKEN * turn.num_images
+            head += IMAGE_HEADER + IMAGE_TOKEN * turn.num_images
         # A literal "<image>" typed by a user must not become an image slot.
-        text += INSTRUCTION_HEADER + turn.user.replace(IMAGE_TOKEN, "").strip()
-        if turn.input:
-            text += INPUT_HEADER + turn.input.replace(IMAGE_TOKEN, "").strip()
-        text += RESPONSE_HEADER
-        ids = self.text(text)
+        user = turn.user.replace(IMAGE_TOKEN, "").strip()
+        extra = turn.input.replace(IMAGE_TOKEN, "").strip() if turn.input else None
+        if self.has_special(user) or (extra is not None and self.has_special(extra)):
+            # rendered in pieces, the written ones as text; in one piece otherwise, as the public code renders
+            ids = self.text(head + INSTRUCTION_HEADER) + self.written(user)
+            if extra is not None:
+                ids += self.text(INPUT_HEADER) + self.written(extra)
+            ids += self.text(RESPONSE_HEADER)
+        else:
+            text = head + INSTRUCTION_HEADER + user
+            if extra is not None:
+                text += INPUT_HEADER + extra
+            ids = self.text(text + RESPONSE_HEADER)
         if first and self.bos is not None:
             ids = [self.bos, *ids]
         return ids
 
     def response(self, text: str) -> list[int]:
-        return [*self.text(text.replace(IMAGE_TOKEN, "").strip()), self.eos]
+        return [*self.written(text.replace(IMAGE_TOKEN, "").strip()), self.eos]
 
 
 _RENDERERS: dict[int, _Renderer] = {}

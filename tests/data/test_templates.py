@@ -114,3 +114,39 @@ def test_caption_pool_contains_table_3_and_is_deterministic():
     assert "Can you describe the image?" in CAPTION_INSTRUCTIONS[:10]
     assert caption_instruction("x", 1) == caption_instruction("x", 1)
     assert len({caption_instruction(str(i), 0) for i in range(200)}) > 10
+
+
+def test_special_token_spellings_in_written_text_stay_text(tiny_tokenizer):
+    """A "</s>" in a response must not end it early in training, nor a "<s>" or "<|endofchunk|>" in a message
+    become that token; the text around them renders as before."""
+    tok = tiny_tokenizer
+    specials = {tok.eos_token_id, tok.bos_token_id, tok.convert_tokens_to_ids("<|endofchunk|>")}
+    conv = Conversation(
+        [
+            Turn("What does <s>old</s> mean in HTML?", "It strikes out old; </s> closes it.", num_images=1),
+            Turn("And <|endofchunk|>?", "Ends a chunk.", input="see </s>"),
+        ]
+    )
+    enc = encode_conversation(conv, tok)
+    assert text(tok, enc.input_ids) == (
+        f"<s>{PRE}\n\n### Image:\n<image>\n\n### Instruction:\nWhat does <s>old</s> mean in HTML?\n\n"
+        "### Response:\nIt strikes out old; </s> closes it.</s>\n\n### Instruction:\nAnd <|endofchunk|>?\n\n"
+        "### Input:\nsee </s>\n\n### Response:\nEnds a chunk.</s>"
+    )
+    # the only special ids are the template's: BOS first, one image slot, one EOS closing each response
+    found = [(i, t) for i, t in enumerate(enc.input_ids) if t in specials]
+    assert [t for _, t in found] == [tok.bos_token_id, tok.eos_token_id, tok.eos_token_id]
+    assert found[0][0] == 0 and found[-1][0] == len(enc.input_ids) - 1
+    assert enc.input_ids.count(tok.convert_tokens_to_ids("<image>")) == 1
+    assert spans(tok, enc) == ["It strikes out old; </s> closes it.</s>", "Ends a chunk.</s>"]
+    assert encode_response("Use </s>.", tok).count(tok.eos_token_id) == 1
+    # a chat prompt renders the same way
+    prompt = encode_prompt(Conversation([Turn("Type </s> here", None)]), tok)
+    assert tok.eos_token_id not in prompt
+    # text without such spellings is rendered in one piece, as before
+    plain = Conversation([Turn("Say hi.", None, input="x")])
+    joined = f"{PRE}\n\n### Instruction:\nSay hi.\n\n### Input:\nx\n\n### Response:\n"
+    assert encode_prompt(plain, tok) == [
+        tok.bos_token_id,
+        *tok(joined, add_special_tokens=False)["input_ids"],
+    ]
