@@ -183,6 +183,31 @@ def _content(content: Any, where: str, limits: ServerLimits) -> tuple[str, list[
     return "\n".join(texts), images
 
 
+def unsupported_feature(body: dict) -> tuple[str, str] | None:
+    """(message, field) for a request asking for what this server cannot do (tool calls, JSON mode,
+    log-probabilities), else None: answering such a request with plain text would let the client take it for
+    what it asked for. Their neutral values (no tools, "text" format, logprobs false) are accepted."""
+    tools = body.get("tools")
+    if tools not in (None, []):
+        return (
+            "tools are not supported: the model has no tool calling; send the request without tools",
+            "tools",
+        )
+    if body.get("functions") not in (None, []):
+        return "functions are not supported: the model has no function calling", "functions"
+    if body.get("tool_choice") not in (None, "none", "auto"):
+        return "tool_choice is not supported: the model has no tool calling", "tool_choice"
+    response_format = body.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        return 'response_format is not supported beyond {"type": "text"}: the model has no JSON mode', (
+            "response_format"
+        )
+    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
+        field = "logprobs" if body.get("logprobs") not in (None, False) else "top_logprobs"
+        return "log-probabilities are not supported by this server", field
+    return None
+
+
 class ChatService:
     """Holds the model and the lock that serialises generation."""
 
@@ -199,6 +224,9 @@ class ChatService:
             value = body.get(name)
             return default if value is None else value
 
+        refused = unsupported_feature(body)
+        if refused:
+            raise RequestError(*refused)
         n = field("n", 1)
         if not _is_int(n) or n != 1:
             raise RequestError("only n=1 is supported", "n")

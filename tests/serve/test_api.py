@@ -268,6 +268,36 @@ def test_bad_option_values_are_400s_naming_the_field(server, fields, param):
     assert r.json()["error"]["param"] == param
 
 
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+    ],
+)
+def test_features_the_server_cannot_honour_are_400s_not_ignored(server, fields, param):
+    r = post(server, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **fields})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param and "not supported" in r.json()["error"]["message"]
+
+
+def test_the_neutral_values_of_those_features_are_accepted(client):
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=2,
+        tools=[],
+        tool_choice="none",
+        response_format={"type": "text"},
+        logprobs=False,
+    )
+    assert reply.choices[0].message.content is not None
+
+
 def test_earlier_assistant_replies_may_be_null_or_refusals(client):
     messages = [
         {"role": "user", "content": "hi"},
