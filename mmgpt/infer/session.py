@@ -45,6 +45,8 @@ class ChatOptions:
     top_p: float = 1.0
     num_beams: int = 1
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
 
@@ -218,6 +220,8 @@ class ChatSession:
             top_p=options.top_p,
             num_beams=options.num_beams,
             repetition_penalty=options.repetition_penalty,
+            presence_penalty=options.presence_penalty,
+            frequency_penalty=options.frequency_penalty,
             eos_token_ids=(eos, self.model.config.eoc_token_id),
             pad_token_id=self.model.config.pad_token_id,
             seed=options.seed,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from transformers import DynamicCache
 from transformers.generation.logits_process import (
+    LogitsProcessor,
     LogitsProcessorList,
     MinNewTokensLengthLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
@@ -48,6 +49,8 @@ class GenerationOptions:
     top_p: float = 1.0
     num_beams: int = 1
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     length_penalty: float = 1.0
     min_new_tokens: int = 0
     eos_token_ids: tuple[int, ...] = ()
@@ -67,6 +70,9 @@ class GenerationOptions:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2 <= getattr(self, name) <= 2:
+                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
         if self.num_beams > 1 and self.do_sample:
             raise ValueError("beam search with sampling is not supported; use num_beams=1 or do_sample=False")
 
@@ -98,6 +104,10 @@ class GenerationOptions:
             )
         if self.repetition_penalty != 1.0:
             procs.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+        if self.presence_penalty or self.frequency_penalty:
+            procs.append(
+                OpenAIPenaltyLogitsProcessor(prompt_length, self.presence_penalty, self.frequency_penalty)
+            )
         if self.do_sample:
             if self.temperature != 1.0:
                 procs.append(TemperatureLogitsWarper(self.temperature))
@@ -106,6 +116,24 @@ class GenerationOptions:
             if self.top_p < 1.0:
                 procs.append(TopPLogitsWarper(self.top_p))
         return procs
+
+
+class OpenAIPenaltyLogitsProcessor(LogitsProcessor):
+    """OpenAI's presence and frequency penalties over the tokens generated so far (those after the first
+    `prompt_length`): a token's logit is lowered by `presence` once it has appeared and by `frequency` for each
+    time it has, so positive values discourage repeating the reply's own words (negative ones encourage it)."""
+
+    def __init__(self, prompt_length: int, presence: float, frequency: float):
+        self.prompt_length, self.presence, self.frequency = prompt_length, presence, frequency
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """input_ids (B, T) with the prompt first; scores (B, V) -> penalised scores (B, V)."""
+        generated = input_ids[:, self.prompt_length :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores)
+        counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
 @dataclass

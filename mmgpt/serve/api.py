@@ -240,6 +240,10 @@ class ChatService:
             raise RequestError("temperature must be in [0, 2]", "temperature")
         if not _is_number(top_p) or not 0 < top_p <= 1:
             raise RequestError("top_p must be in (0, 1]", "top_p")
+        penalties = {name: field(name, 0.0) for name in ("presence_penalty", "frequency_penalty")}
+        for name, value in penalties.items():
+            if not _is_number(value) or not -2 <= value <= 2:
+                raise RequestError(f"{name} must be a number in [-2, 2]", name)
         stop = field("stop", [])
         stop = [stop] if isinstance(stop, str) else stop
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
@@ -257,6 +261,7 @@ class ChatService:
             "do_sample": temperature > 0,
             "temperature": temperature or 1.0,
             "top_p": float(top_p),
+            **{name: float(value) for name, value in penalties.items()},
             "stop": tuple(stop),
             "seed": seed,
         }

@@ -139,6 +139,30 @@ def test_beam_search_finds_at_least_greedy_likelihood(make_tiny_model):
     assert logprob(beam) >= logprob(greedy) - 1e-5
 
 
+def test_presence_and_frequency_penalties_lower_the_reply_s_own_tokens_only():
+    from mmgpt.model.generation import GenerationOptions, OpenAIPenaltyLogitsProcessor
+
+    ids = torch.tensor([[5, 7, 7, 7, 8]])  # a two-token prompt (5, 7), then the reply 7, 7, 8
+    penalised = OpenAIPenaltyLogitsProcessor(2, presence=0.5, frequency=0.25)(ids, torch.zeros(1, 10))
+    expected = torch.zeros(1, 10)
+    expected[0, 7] = -0.5 - 2 * 0.25  # in the reply twice; its prompt occurrence does not count
+    expected[0, 8] = -0.5 - 0.25
+    assert torch.equal(penalised, expected)
+    assert torch.equal(OpenAIPenaltyLogitsProcessor(5, 0.5, 0.25)(ids, torch.ones(1, 10)), torch.ones(1, 10))
+    with pytest.raises(ValueError, match="presence_penalty must be in"):
+        GenerationOptions(presence_penalty=2.5)
+
+
+def test_a_strong_presence_penalty_stops_greedy_decoding_repeating_itself(make_tiny_model):
+    model = make_tiny_model()
+    prompt = torch.tensor([[1, 30, 31]])
+    plain = model.generate(None, prompt, max_new_tokens=12, eos_token_id=[])[0, 3:].tolist()
+    assert len(set(plain)) < len(plain)  # a random tiny model repeats itself
+    # greater than the spread of a random tiny model's logits, so no token can be chosen twice
+    varied = model.generate(None, prompt, max_new_tokens=12, eos_token_id=[], presence_penalty=2.0)
+    assert len(set(varied[0, 3:].tolist())) == 12
+
+
 def test_sampling_is_reproducible_with_seed(make_tiny_model):
     model = make_tiny_model()
     prompt = torch.tensor([[1, 30, 31]])

@@ -260,6 +260,8 @@ def test_fields_sent_as_null_take_their_defaults_and_max_tokens_defaults_within_
         ({"seed": 2**70}, "seed"),
         ({"stream": "yes"}, "stream"),
         ({"stream_options": "usage"}, "stream_options"),
+        ({"presence_penalty": 2.5}, "presence_penalty"),
+        ({"frequency_penalty": "high"}, "frequency_penalty"),
     ],
 )
 def test_bad_option_values_are_400s_naming_the_field(server, fields, param):
@@ -283,6 +285,26 @@ def test_features_the_server_cannot_honour_are_400s_not_ignored(server, fields, 
     r = post(server, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **fields})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param and "not supported" in r.json()["error"]["message"]
+
+
+def test_presence_and_frequency_penalties_reach_the_decoder(client, monkeypatch):
+    from mmgpt.model import generation
+
+    seen = []
+    real = generation.OpenAIPenaltyLogitsProcessor.__init__
+
+    def spy(self, prompt_length, presence, frequency):
+        seen.append((presence, frequency))
+        real(self, prompt_length, presence, frequency)
+
+    monkeypatch.setattr(generation.OpenAIPenaltyLogitsProcessor, "__init__", spy)
+    messages = [{"role": "user", "content": "hi"}]
+    client.chat.completions.create(model="tiny", messages=messages, max_tokens=2)
+    assert seen == []  # no penalty, no processor
+    client.chat.completions.create(
+        model="tiny", messages=messages, max_tokens=2, presence_penalty=0.5, frequency_penalty=-1
+    )
+    assert seen == [(0.5, -1.0)]
 
 
 def test_the_neutral_values_of_those_features_are_accepted(client):
