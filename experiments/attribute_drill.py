@@ -34,15 +34,15 @@ sys.path.insert(0, str(ROOT))
 
 from mmgpt.synth import qa as Q  # noqa: E402
 from mmgpt.synth.heldout import eval_item  # noqa: E402
-from mmgpt.synth.records import llava_record  # noqa: E402
+from mmgpt.synth.records import ATTRIBUTE_ROUNDS, llava_record  # noqa: E402
 from mmgpt.synth.scene import Scene  # noqa: E402
 from mmgpt.synth.world import WorldManifest  # noqa: E402
 
 DRILL_FILE = "drill/drill.json"
 FIT_FILE = "fit/fit.jsonl"
-#: The drill's rounds per image, in drawing order (shuffled per conversation); generators that do not apply to a
-#: scene (no shape can be named without its colour, say) are skipped.
-DRILL_ROUNDS = (Q.colour_of, Q.kind_of, Q.colour_of, Q.count_colour, Q.count_kind)
+#: The drill's rounds per image, in drawing order (shuffled per conversation): the world's own attribute rounds;
+#: generators that do not apply to a scene (no shape can be named without its colour, say) are skipped.
+DRILL_ROUNDS = ATTRIBUTE_ROUNDS
 #: The fit check's questions per image, with the held-out set's kind names.
 FIT_QUESTIONS = (("color", Q.colour_of), ("shape", Q.kind_of), ("counting", Q.count_colour))
 FIT_EVERY = 13
