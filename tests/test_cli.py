@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmgpt.cli import build_parser, parse_args
+from mmgpt.cli import build_parser, main, parse_args
 
 
 def test_overrides_may_follow_options():
@@ -18,3 +18,18 @@ def test_other_stray_words_are_still_refused(capsys):
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a command without overrides takes no key=value words
         parse_args(build_parser(), ["synth", "--out", "w", "seed=3"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--top-p", "2"], "top_p must be in (0, 1], got 2.0"),
+        (["--presence-penalty", "3"], "presence_penalty must be in [-2, 2], got 3.0"),
+        (["--sample", "--temperature", "0"], "temperature must be > 0 when sampling, got 0.0"),
+    ],
+)
+def test_chat_refuses_a_bad_generation_flag_before_loading_the_model(tmp_path, capsys, flags, message):
+    # the model directory does not exist: the flag is what is reported, before any loading
+    assert main(["chat", "--model", str(tmp_path / "no-model"), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n", err

@@ -24,6 +24,15 @@ def add_generation_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--num-beams", type=int, default=1)
     g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument(
+        "--presence-penalty",
+        type=float,
+        default=0.0,
+        help="OpenAI's, in [-2, 2]: lowers tokens the reply has used",
+    )
+    g.add_argument(
+        "--frequency-penalty", type=float, default=0.0, help="OpenAI's, in [-2, 2]: lowers them per use"
+    )
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--seed", type=int, default=None)
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default=None, help=DTYPE_HELP)
@@ -39,6 +48,8 @@ def generation_options(args: argparse.Namespace) -> dict:
         "top_p": args.top_p,
         "num_beams": args.num_beams,
         "repetition_penalty": args.repetition_penalty,
+        "presence_penalty": args.presence_penalty,
+        "frequency_penalty": args.frequency_penalty,
         "stop": tuple(args.stop),
         "seed": args.seed,
     }
@@ -71,12 +82,14 @@ def _chat(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mmgpt.errors import MmgptError
-    from mmgpt.infer.session import ChatSession, load_pil
+    from mmgpt.infer.session import ChatOptions, ChatSession, load_pil
     from mmgpt.model.checkpoints import load_model
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    options = generation_options(args)
+    ChatOptions(**options)  # a bad flag is refused before the model loads
     model = load_model(args.model, dtype=args.dtype, merge_adapters=True)
-    session = ChatSession(model, **generation_options(args))
+    session = ChatSession(model, **options)
     pending = [load_pil(p) for p in args.image]
     if interactive:
         print(f"mmgpt chat: {CHAT_COMMANDS}", flush=True)

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from mmgpt.data.templates import Conversation, Turn, encode_continuation, encode_prompt, encode_response
-from mmgpt.errors import MmgptError
+from mmgpt.errors import ConfigError, MmgptError
 from mmgpt.model import generation as gen
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,31 @@ class ChatOptions:
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        # checked when a session is made (a chat command refuses a bad flag before loading the model), not first
+        # when a reply is generated
+        try:
+            self.decoding()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def decoding(self, eos_token_ids: tuple[int, ...] = (), pad_token_id: int = 0) -> gen.GenerationOptions:
+        """These settings as the decoder's options, ending at `eos_token_ids` and padding with `pad_token_id`."""
+        return gen.GenerationOptions(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            num_beams=self.num_beams,
+            repetition_penalty=self.repetition_penalty,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            eos_token_ids=eos_token_ids,
+            pad_token_id=pad_token_id,
+            seed=self.seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -212,20 +237,7 @@ class ChatSession:
         start_len, start_tokens = state.cached_length, state.token_ids.shape[1]
         start_mask, start_pos = state.attention_mask.clone(), state.next_position.clone()
         eos = self.model.config.eos_token_id
-        gen_options = gen.GenerationOptions(
-            max_new_tokens=options.max_new_tokens,
-            do_sample=options.do_sample,
-            temperature=options.temperature,
-            top_k=options.top_k,
-            top_p=options.top_p,
-            num_beams=options.num_beams,
-            repetition_penalty=options.repetition_penalty,
-            presence_penalty=options.presence_penalty,
-            frequency_penalty=options.frequency_penalty,
-            eos_token_ids=(eos, self.model.config.eoc_token_id),
-            pad_token_id=self.model.config.pad_token_id,
-            seed=options.seed,
-        )
+        gen_options = options.decoding((eos, self.model.config.eoc_token_id), self.model.config.pad_token_id)
         streamer = _TextStreamer(self.tokenizer, options.stop)
         stop_fn = streamer.should_stop if options.stop else None
         emitted = 0
