@@ -139,19 +139,18 @@ class _Renderer:
         if turn.num_images:
             head += IMAGE_HEADER + IMAGE_TOKEN * turn.num_images
         # A literal "<image>" typed by a user must not become an image slot.
-        user = turn.user.replace(IMAGE_TOKEN, "").strip()
-        extra = turn.input.replace(IMAGE_TOKEN, "").strip() if turn.input else None
-        if self.has_special(user) or (extra is not None and self.has_special(extra)):
-            # rendered in pieces, the written ones as text; in one piece otherwise, as the public code renders
-            ids = self.text(head + INSTRUCTION_HEADER) + self.written(user)
-            if extra is not None:
-                ids += self.text(INPUT_HEADER) + self.written(extra)
-            ids += self.text(RESPONSE_HEADER)
+        # (text, whether someone wrote it) in order
+        pieces = [(head + INSTRUCTION_HEADER, False), (turn.user.replace(IMAGE_TOKEN, "").strip(), True)]
+        if turn.input:
+            pieces += [(INPUT_HEADER, False), (turn.input.replace(IMAGE_TOKEN, "").strip(), True)]
+        pieces.append((RESPONSE_HEADER, False))
+        if any(written and self.has_special(text) for text, written in pieces):
+            # piece by piece, the written ones as text; in one piece otherwise, as the public code renders
+            ids = [
+                i for text, written in pieces for i in (self.written(text) if written else self.text(text))
+            ]
         else:
-            text = head + INSTRUCTION_HEADER + user
-            if extra is not None:
-                text += INPUT_HEADER + extra
-            ids = self.text(text + RESPONSE_HEADER)
+            ids = self.text("".join(text for text, _ in pieces))
         if first and self.bos is not None:
             ids = [self.bos, *ids]
         return ids

@@ -38,6 +38,10 @@ class Streamer(Protocol):
     def end(self) -> None: ...
 
 
+#: OpenAI's bounds for presence_penalty and frequency_penalty
+PENALTY_RANGE = (-2.0, 2.0)
+
+
 @dataclass
 class GenerationOptions:
     """Decoding parameters (validated)."""
@@ -70,9 +74,10 @@ class GenerationOptions:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        low, high = PENALTY_RANGE
         for name in ("presence_penalty", "frequency_penalty"):
-            if not -2 <= getattr(self, name) <= 2:
-                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {getattr(self, name)}")
         if self.num_beams > 1 and self.do_sample:
             raise ValueError("beam search with sampling is not supported; use num_beams=1 or do_sample=False")
 

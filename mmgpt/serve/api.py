@@ -26,6 +26,7 @@ from PIL import Image
 from starlette.responses import StreamingResponse
 
 from mmgpt.data.templates import Turn
+from mmgpt.model.generation import PENALTY_RANGE
 
 logger = logging.getLogger(__name__)
 # the range torch accepts for a random seed
@@ -187,8 +188,7 @@ def unsupported_feature(body: dict) -> tuple[str, str] | None:
     """(message, field) for a request asking for what this server cannot do (tool calls, JSON mode,
     log-probabilities), else None: answering such a request with plain text would let the client take it for
     what it asked for. Their neutral values (no tools, "text" format, logprobs false) are accepted."""
-    tools = body.get("tools")
-    if tools not in (None, []):
+    if body.get("tools") not in (None, []):
         return (
             "tools are not supported: the model has no tool calling; send the request without tools",
             "tools",
@@ -202,9 +202,10 @@ def unsupported_feature(body: dict) -> tuple[str, str] | None:
         return 'response_format is not supported beyond {"type": "text"}: the model has no JSON mode', (
             "response_format"
         )
-    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
-        field = "logprobs" if body.get("logprobs") not in (None, False) else "top_logprobs"
-        return "log-probabilities are not supported by this server", field
+    if body.get("logprobs") not in (None, False):
+        return "log-probabilities are not supported by this server", "logprobs"
+    if body.get("top_logprobs") not in (None, 0):
+        return "log-probabilities are not supported by this server", "top_logprobs"
     return None
 
 
@@ -242,8 +243,9 @@ class ChatService:
             raise RequestError("top_p must be in (0, 1]", "top_p")
         penalties = {name: field(name, 0.0) for name in ("presence_penalty", "frequency_penalty")}
         for name, value in penalties.items():
-            if not _is_number(value) or not -2 <= value <= 2:
-                raise RequestError(f"{name} must be a number in [-2, 2]", name)
+            low, high = PENALTY_RANGE
+            if not _is_number(value) or not low <= value <= high:
+                raise RequestError(f"{name} must be a number in [{low:g}, {high:g}]", name)
         stop = field("stop", [])
         stop = [stop] if isinstance(stop, str) else stop
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
