@@ -212,8 +212,18 @@ def unsupported_feature(body: dict) -> tuple[str, str] | None:
 class ChatService:
     """Holds the model and the lock that serialises generation."""
 
-    def __init__(self, model: Any, model_name: str, limits: ServerLimits, api_key: str | None = None):
+    def __init__(
+        self,
+        model: Any,
+        model_name: str,
+        limits: ServerLimits,
+        api_key: str | None = None,
+        any_model_name: bool = False,
+    ):
         self.model, self.model_name, self.limits, self.api_key = model, model_name, limits, api_key
+        # Clients that hard-code a model id (say "gpt-4o") can be served with any_model_name=True; otherwise a
+        # request naming another model is refused, as OpenAI refuses a model that does not exist.
+        self.any_model_name = any_model_name
         self.lock = threading.Lock()
         self.created = int(time.time())
 
@@ -268,6 +278,22 @@ class ChatService:
             "seed": seed,
         }
 
+    def check_model(self, name: Any) -> None:
+        """Accept a request's `model` field when it is absent, null or the served model's id (or any string when
+        the server answers every name); RequestError otherwise: 400 for a non-string, 404 for another model."""
+        if name is None:
+            return
+        if not isinstance(name, str):
+            raise RequestError("model must be a string: the id GET /v1/models lists", "model")
+        if name != self.model_name and not self.any_model_name:
+            raise RequestError(
+                f"the model {name!r} is not served here; this server serves {self.model_name!r} "
+                "(GET /v1/models lists it)",
+                "model",
+                status=404,
+                code="model_not_found",
+            )
+
     def session(self, turns: list[Turn], turn_images: list[list[Image.Image]], options: dict) -> Any:
         """A chat session primed with the completed rounds (run lazily with the new message)."""
         from mmgpt.infer.session import ChatSession, _Round
@@ -281,6 +307,7 @@ class ChatService:
         model's context with its max_tokens) before it waits for the model; RequestError otherwise."""
         from mmgpt.infer.session import ContextLengthError
 
+        self.check_model(body.get("model"))
         turns, turn_images, text, images = parse_messages(body.get("messages"), self.limits)
         options = self.options(body)
         try:

@@ -45,7 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=port_number, default=8000)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     p.add_argument(
-        "--model-name", default=None, help="model id reported by the API (default: directory name)"
+        "--model-name",
+        default=None,
+        help="model id the API reports and requests must name (default: the model directory's name)",
+    )
+    p.add_argument(
+        "--any-model-name",
+        action="store_true",
+        help="answer requests whatever model they name (for clients that hard-code a model id)",
     )
     p.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for")
     p.add_argument("--max-images", type=int, default=8, help="images per request")
@@ -82,7 +89,8 @@ def _serve(args: argparse.Namespace) -> int:
         allow_remote_images=args.allow_remote_images,
         allow_local_images=args.allow_local_images,
     )
-    service = ChatService(model, args.model_name or Path(args.model).resolve().name, limits, args.api_key)
+    name = args.model_name or Path(args.model).resolve().name
+    service = ChatService(model, name, limits, args.api_key, any_model_name=args.any_model_name)
     print(f"serving {service.model_name} on http://{args.host}:{args.port}/v1", flush=True)
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
     return 0

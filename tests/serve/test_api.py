@@ -129,6 +129,8 @@ BAD = {
         400,
     ),
     "too many images": ({"messages": [image_message(), image_message(), image_message()]}, 400),
+    "model not a string": ({"model": 7, "messages": [{"role": "user", "content": "hi"}]}, 400),
+    "another model": ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404),
     "n > 1": ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, 400),
     "max tokens": ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}, 400),
     "too large": ({"messages": [{"role": "user", "content": "x" * 300_000}]}, 413),
@@ -162,6 +164,37 @@ def test_api_key_is_required(server):
     bad = openai.OpenAI(base_url=f"{server}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_request_naming_another_model_is_a_404_the_client_recognises(client, server):
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+    assert raised.value.body["code"] == "model_not_found" and "'tiny'" in raised.value.body["message"]
+    # the model field may be left out (or null): the one model served answers
+    r = httpx.post(
+        f"{server}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+        headers={"Authorization": "Bearer sekret"},
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.json()["model"] == "tiny"
+
+
+def test_a_server_told_to_answer_any_model_name_accepts_them_all():
+    from mmgpt.serve.api import ChatService, RequestError, ServerLimits
+
+    strict = ChatService(None, "demo", ServerLimits())
+    lenient = ChatService(None, "demo", ServerLimits(), any_model_name=True)
+    for name in (None, "demo"):
+        strict.check_model(name)
+    lenient.check_model("gpt-4o")
+    with pytest.raises(RequestError) as raised:
+        strict.check_model("gpt-4o")
+    assert raised.value.status == 404 and raised.value.param == "model"
+    with pytest.raises(RequestError):
+        lenient.check_model(["demo"])  # a non-string is a malformed request either way
 
 
 def test_concurrent_requests_are_queued_not_interleaved(client):

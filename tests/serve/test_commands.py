@@ -38,3 +38,12 @@ def test_file_system_errors_are_one_line_messages(tmp_path, capsys):
     assert main(["synth", "--out", str(blocker / "world"), "--scale", "quick"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(blocker) in err and "Traceback" not in err
+
+
+def test_serve_takes_a_model_id_and_can_answer_any_name():
+    from mmgpt.cli import build_parser
+
+    parser = build_parser()
+    strict = parser.parse_args(["serve", "--model", "m", "--model-name", "demo"])
+    assert strict.model_name == "demo" and strict.any_model_name is False
+    assert parser.parse_args(["serve", "--model", "m", "--any-model-name"]).any_model_name is True
