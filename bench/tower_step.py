@@ -8,7 +8,11 @@ runs `torch.profiler` over `--profile-steps` more and prints the seconds a step,
 the linear layers' matrix products (`aten::mm`, `aten::addmm`) and their GFLOP/s (6 x weights x tokens a step:
 forward, and the backward's two products). Compare the GFLOP/s with `python bench/machine_speed.py`.
 
-    python bench/tower_step.py [--batch 64] [--dtype fp32|bf16] [--warmup 6] [--steps 20] [--profile-steps 5]
+Attention runs as training runs it (`--attention auto`: eager under bf16 on a CPU, PyTorch's fused kernel
+otherwise); `--attention sdpa` or `eager` times the other.
+
+    python bench/tower_step.py [--batch 64] [--dtype fp32|bf16] [--attention auto|eager|sdpa] [--warmup 6]
+        [--steps 20] [--profile-steps 5]
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from mmgpt.model.builder import build_vision_from_config, tiny_config  # noqa: E402
 from mmgpt.model.flamingo import patch_tokens  # noqa: E402
+from mmgpt.model.precision import use_eager_attention  # noqa: E402
 from mmgpt.synth.scene_labels import NUM_COLOURS, NUM_COUNTS, NUM_KINDS, NUM_WORDS  # noqa: E402
+from mmgpt.train.loop import attention_kernel  # noqa: E402
 from mmgpt.train.vision_pretrain import SceneParsingHead, parsing_loss  # noqa: E402
 
 MATMUL_KERNELS = ("aten::mm", "aten::addmm")
@@ -53,6 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 = bf16 autocast")
+    parser.add_argument(
+        "--attention", choices=["auto", "eager", "sdpa"], default="auto", help="auto = what training uses"
+    )
     parser.add_argument("--warmup", type=int, default=6)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--profile-steps", type=int, default=5)
@@ -63,6 +72,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     tower = demo_tower()
+    attention = attention_kernel(args.attention, args.dtype)
+    if attention == "eager":
+        use_eager_attention(tower)
     head = SceneParsingHead(tower.config.hidden_size)
     params = [*tower.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
@@ -99,7 +111,9 @@ def main() -> None:
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_KERNELS)
     matmul_seconds = matmul / 1e6 / args.profile_steps
     flops = linear_flops_per_step(tower, args.batch)
-    print(f"tower step, batch {args.batch}, {args.dtype}, {torch.get_num_threads()} threads")
+    print(
+        f"tower step, batch {args.batch}, {args.dtype}, {attention} attention, {torch.get_num_threads()} threads"
+    )
     print(f"  seconds a step            {seconds:.3f}")
     print(f"  matrix products' share    {matmul / max(total, 1e-9):.2f}")
     print(f"  linear GFLOP a step       {flops / 1e9:.1f}")

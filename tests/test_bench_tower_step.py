@@ -52,6 +52,10 @@ def test_the_report_and_a_bad_option():
     }, run.stdout
     assert all(float(v) > 0 for v in values.values()), run.stdout
     assert 0 < float(values["matrix products' share"]) < 1
+    # attention as training runs it: PyTorch's fused kernel in fp32, eager matmuls under bf16 on a CPU
+    assert "fp32, sdpa attention" in run.stdout
+    bf16 = subprocess.run([*command, "--dtype", "bf16"], capture_output=True, text=True, timeout=300)
+    assert bf16.returncode == 0 and "bf16, eager attention" in bf16.stdout, bf16.stderr
     bad = subprocess.run(
         [sys.executable, str(SCRIPT), "--steps", "0"], capture_output=True, text=True, timeout=120
     )
