@@ -88,10 +88,25 @@ def llava_conversation(scene: Scene, rng: random.Random) -> dict:
 ATTRIBUTE_ROUNDS = (Q.colour_of, Q.kind_of, Q.colour_of, Q.count_colour, Q.count_kind)
 
 
-def llava_attributes(scene: Scene, rng: random.Random) -> dict:
+#: The share of attribute conversations with one language-only task among their rounds (an aside).
+ASIDE_SHARE = 0.3
+
+
+def llava_attributes(
+    scene: Scene,
+    rng: random.Random,
+    aside_rng: random.Random | None = None,
+    tasks: dict[str, float] | None = None,
+    pairs: dict[str, list[tuple[int, int]]] | None = None,
+) -> dict:
     """A LLaVA conversation record drilling one image's attributes: the applicable ATTRIBUTE_ROUNDS in random
     order, then one follow-up chain, so that the drill also keeps asking questions that need an earlier answer.
-    A round whose answer another round already gives (the same shape asked about twice) is left out."""
+    A round whose answer another round already gives (the same shape asked about twice) is left out.
+
+    With `aside_rng`, ASIDE_SHARE of the conversations also get a language-only task (drawn from `tasks`, with
+    the arithmetic operand `pairs` training may use) at a random place before the follow-up chain: people ask
+    such things in the middle of a chat about an image, and a model that has only seen them without an image
+    answers them about the image. The asides have a stream of their own, so the other rounds stay the same."""
     drawn = [qa for qa in (generate(scene, rng) for generate in ATTRIBUTE_ROUNDS) if qa is not None]
     rng.shuffle(drawn)
     chain = followup_chain(scene, rng)
@@ -100,8 +115,14 @@ def llava_attributes(scene: Scene, rng: random.Random) -> dict:
     for qa in drawn:
         if qa.response not in given:
             given.add(qa.response)
-            rounds.append(qa)
-    return llava_record(scene.image_id, [(qa.question, qa.response) for qa in rounds + chain])
+            rounds.append((qa.question, qa.response))
+    if aside_rng is not None and aside_rng.random() < ASIDE_SHARE:
+        if tasks is None or pairs is None:
+            raise ValueError("asides need the language tasks and the arithmetic pairs training may use")
+        task = aside_rng.choices(list(tasks), weights=list(tasks.values()))[0]
+        item = language_task(task, aside_rng, pairs)
+        rounds.insert(aside_rng.randint(0, len(rounds)), (item.question, item.response))
+    return llava_record(scene.image_id, rounds + [(qa.question, qa.response) for qa in chain])
 
 
 def cc_sbu(scene: Scene, rng: random.Random) -> dict:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mmgpt.synth.answers import extract_answer, extract_number, tokens
+from mmgpt.synth.scene import Scene
 from mmgpt.synth.vocab import COLOUR_NAMES, COLOURS, KINDS, NUMBER_WORDS, SIZE_NAMES
 
 _ATTRIBUTE_WORDS = {*COLOUR_NAMES, *KINDS, *SIZE_NAMES}
@@ -77,7 +80,14 @@ def test_reserved_arithmetic_never_trained(load):
         trained |= {
             (op, int(a), int(b)) for a, op, b in re.findall(r"(\d+) (plus|minus) (\d+) equals", t["text"])
         }
-    assert not held & trained
+    asides = {
+        _arithmetic(m["value"].removeprefix("<image>\n"))
+        for r in load("llava/attributes.json")
+        for m in r["conversations"][::2]
+    }
+    asides.discard(None)
+    assert asides  # the attribute conversations' language asides ask sums and differences too
+    assert not held & (trained | asides)
 
 
 def _question_answer_pairs(load) -> list[tuple[str, str]]:
@@ -329,6 +339,42 @@ def test_attribute_conversations_drill_every_training_image(load, scenes):
                 assert extract_number(answer) == str(n), (text, answer, scene)
                 checked += 1
     assert checked > 0
+
+
+def test_some_attribute_conversations_have_a_language_aside_before_their_follow_ups(load, quick_world):
+    """About ASIDE_SHARE of the attribute conversations ask one language-only task somewhere before their
+    closing follow-up chain, and without it each is the conversation the world drew before asides existed."""
+    from mmgpt.synth import records as R
+    from mmgpt.synth.knowledge import TRAIN_TASKS, language_task
+
+    train = [Scene.from_dict(s) for s in quick_world[1].scenes if s["split"] == "train"]
+    stream = random.Random("0-llava-attributes")  # the world's own stream for these conversations
+    plain = [[m["value"] for m in R.llava_attributes(s, stream)["conversations"]] for s in train]
+    # the words of every language task's questions, as the Dolly data asks them
+    samples = [language_task(t, random.Random(i)) for t in TRAIN_TASKS for i in range(200)]
+    task_words = {w for item in samples for w in re.findall(r"[A-Za-z]+", item.question)}
+    asides = 0
+    for record, kept in zip(load("llava/attributes.json"), plain, strict=True):
+        values = [m["value"] for m in record["conversations"]]
+        assert values[0].startswith("<image>\n")
+        if values == kept:
+            continue
+        asides += 1
+        values, kept = (
+            [v.removeprefix("<image>\n") for v in values],
+            [v.removeprefix("<image>\n") for v in kept],
+        )
+        assert len(values) == len(kept) + 2, values
+        at = next(i for i in range(0, len(kept), 2) if values[i] != kept[i])
+        assert values[:at] + values[at + 2 :] == kept
+        assert at < len(kept) - 2, values  # before the closing follow-up question
+        assert set(re.findall(r"[A-Za-z]+", values[at])) <= task_words, values[at]
+        assert values[at + 1].endswith(".")
+    share = asides / len(plain)
+    assert abs(share - R.ASIDE_SHARE) < 0.12, share
+    with pytest.raises(ValueError, match="asides need"):
+        for seed in range(40):
+            R.llava_attributes(train[0], random.Random(5), random.Random(seed))
 
 
 def test_good_responses_are_full_sentences(load):
