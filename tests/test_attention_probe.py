@@ -102,8 +102,9 @@ def test_lookup_table_of_a_model_with_uniform_attention(probe, make_tiny_model):
     layers = len(model.cross_attn_blocks())
     for key in ("spread word", "difference last", "top share", "top weight"):
         assert table["kind"][key].shape == (layers, 2)
-    # layer 1's last token has not seen the named word yet; one pair: its top latent is its own
-    assert table["kind"]["difference last"][0].abs().max() == 0
+    # layer 1's last token has not seen the named word yet; one pair: its top latent is its own. Zero up to
+    # rounding: the two texts' rows may take different kernel paths (2.98e-08 apart on one AVX512-BF16 CPU).
+    torch.testing.assert_close(table["kind"]["difference last"][0], torch.zeros(2))
     assert (table["kind"]["top share"] == 1).all()
     with probe.uniform_cross_attention(model):
         flat = probe.lookup_table(model, images, [scene])["colour"]
