@@ -416,6 +416,8 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 def _transcript(model: Any, heldout: Path) -> str:
+    """A chat about the first held-out image with a follow-up: a description, a count and a colour question, the
+    follow-up with the round it needs, then a held-out language task; the text the demo prints."""
     from mmgpt.eval.runner import load_heldout
 
     items = load_heldout(heldout)
@@ -426,6 +428,8 @@ def _transcript(model: Any, heldout: Path) -> str:
     followup = next((i for i in same if i["kind"] == "followup"), None)
     if followup and followup.get("history"):
         questions += [followup["history"][0]["question"], followup["question"]]
+    # a held-out language task last, asked with the image still in the conversation, as people ask one mid-chat
+    questions += [i["question"] for i in items if i["kind"] == "language"][:1]
     session = model.chat(max_new_tokens=64)
     lines = [f"transcript (image {image}):"]
     for k, q in enumerate(questions):

@@ -48,6 +48,10 @@ def test_quick_demo(tmp_path, capsys):
         assert all(key in results[k] for k in ("tuned", "base", "chance", "most_frequent"))
     out = capsys.readouterr().out
     assert "transcript" in out and "tuned" in out and "most frequent" in out
+    # the chat ends with a held-out language task, asked with the image still in the conversation
+    heldout = [json.loads(line) for line in (tmp_path / "demo" / "world" / "eval" / "heldout.jsonl").open()]
+    last_question = [line for line in out.splitlines() if line.startswith("  user: ")][-1]
+    assert last_question == "  user: " + next(i["question"] for i in heldout if i["kind"] == "language")
     assert "   training in " in out.splitlines()[0]  # the precision is said before any work
     # the base's vision tower was pretrained to parse scenes first (its held-out scores are kept beside it)
     assert len(list((tmp_path / "cache").glob("base-*/vision_tower.json"))) == 1
