@@ -31,6 +31,11 @@ from mmgpt.eval.runner import evaluate_heldout, load_heldout  # noqa: E402
 OPENING_KINDS = ("counting", "color", "shape", "caption")
 
 
+def as_written(item: dict) -> dict:
+    """A held-out record as its file holds it: without the keys `load_heldout` adds (`_root`)."""
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
 def after_an_image(items: list[dict], world: Path, rng: random.Random, rounds: int = 1) -> list[dict]:
     """Each language item of `items` (the held-out records of the world at `world`) asked after `rounds` rounds
     about one held-out image drawn by `rng` among those with that many opening questions (OPENING_KINDS, without
@@ -47,7 +52,7 @@ def after_an_image(items: list[dict], world: Path, rng: random.Random, rounds: i
         if item["kind"] != "language":
             continue
         image = rng.choice(images)
-        record = {k: v for k, v in item.items() if not k.startswith("_")}
+        record = as_written(item)
         record.update(
             id=f"{item['id']}-after-{rounds}",
             image=str((world / image).resolve()),
@@ -75,7 +80,7 @@ def main() -> None:
     if not heldout.is_file():
         parser.error(f"no held-out items at {heldout}: run `mmgpt synth` or `mmgpt demo` first")
     items = load_heldout(heldout)
-    alone = [{k: v for k, v in i.items() if not k.startswith("_")} for i in items if i["kind"] == "language"]
+    alone = [as_written(i) for i in items if i["kind"] == "language"]
     if not alone:
         parser.error(f"{heldout} has no language items")
     files = {"on their own": _write(Path(args.out) / "alone" / "eval" / "heldout.jsonl", alone)}
