@@ -252,8 +252,11 @@ def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
     if not config.data.world:
         raise ConfigError("model.tokenizer is required for a tiny model without data.world")
     world = Path(config.data.world)
+    # Only what the base reads, plus the template's fixed strings (so that each header is a few tokens): a
+    # token learned from the instruction data alone would keep its random embedding through pretraining, and
+    # LoRA cannot train it later. The world's pretraining text reads the instruction data's own passages
+    # (`mmgpt.synth.pretrain.reading_lines`), so its words are in the vocabulary anyway.
     texts = corpus_texts(world)
-    # The template's fixed strings and the world's instruction texts belong in the vocabulary too.
     fixed = [
         templates.PREAMBLE,
         templates.IMAGE_HEADER,
@@ -262,28 +265,12 @@ def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
         templates.RESPONSE_HEADER,
         *templates.CAPTION_INSTRUCTIONS,
     ]
-    texts += fixed * 50 + _instruction_texts(world)
+    texts += fixed * 50
     return train_bpe_tokenizer(
         texts,
         vocab_size=config.model.tokenizer_vocab_size,
         split_digits=config.model.tokenizer_split_digits,
     )
-
-
-def _instruction_texts(world: Path) -> list[str]:
-    """User and assistant texts of the world's instruction datasets (when it has a datasets.yaml)."""
-    from mmgpt.data.config import load_data_config
-    from mmgpt.data.mixture import read_all
-
-    if not (world / "datasets.yaml").exists():
-        return []
-    vl, lang = read_all(load_data_config(world / "datasets.yaml"))
-    texts = []
-    for result in vl + lang:
-        for sample in result.samples:
-            for turn in sample.conversation.turns:
-                texts += [turn.user, turn.assistant or "", turn.input or ""]
-    return texts
 
 
 def _batch_tokens(batch: dict | None) -> int:
