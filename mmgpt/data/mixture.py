@@ -167,15 +167,16 @@ def read_all(config: DataConfig) -> tuple[list[ReadResult], list[ReadResult]]:
     ]
 
 
-def turn_texts(config: DataConfig) -> list[str]:
-    """Every non-empty user instruction, input and assistant response of every dataset of both streams, in
-    reading order (duplicates kept): the texts the template renders, without the template's own strings."""
+def turn_texts(config: DataConfig, responses: bool = True) -> list[str]:
+    """Every non-empty user instruction and input of every dataset of both streams, and with `responses` every
+    assistant response, in reading order (duplicates kept): the texts the template renders, without the
+    template's own strings."""
     vision_language, language = read_all(config)
     texts = []
     for result in vision_language + language:
         for sample in result.samples:
             for turn in sample.conversation.turns:
-                texts += [t for t in (turn.user, turn.input, turn.assistant) if t]
+                texts += [t for t in (turn.user, turn.input, turn.assistant if responses else None) if t]
     return texts
 
 

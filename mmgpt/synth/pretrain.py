@@ -223,15 +223,15 @@ def reading_lines(
     min_count: int = READING_MIN_COUNT,
     max_words: int = READING_MAX_WORDS,
 ) -> list[str]:
-    """Passages of the instruction data's texts (`turns`: instructions and responses, as the template renders
+    """Passages of the instruction data's instructions (`turns`: user texts and inputs, as the template renders
     them), one a line and unpaired, chosen so that every word form of `turns` (`word_forms`) is read at least
     `min_count` times where the passages allow.
 
-    They stand in for the breadth of a pretrained LLaMA's reading. Without them the base never read "Yes",
-    "How" opening a line or " would", and such tokens kept their random initial embeddings and output rows,
-    which LoRA cannot train: an eighth of the instruction data's tokens (experiments/README.md, "Words the base
-    never read"). A passage is read without the question it answers or the answer it asks for, so the base
-    learns the words, not the instruction following the tuning teaches.
+    They stand in for the breadth of a pretrained LLaMA's reading. Without them the base never read "How" or
+    "What" opening a line, " would" or " if", and such tokens kept their random initial embeddings, which LoRA
+    cannot train (experiments/README.md, "Words the base never read"). Responses are not read: a base that
+    read them as plain text, without their questions, answered follow-ups from that reading's most common
+    answer instead of the conversation (same section).
     """
     candidates = sorted({p for t in turns for p in passages(t, max_words)})
     rng.shuffle(candidates)

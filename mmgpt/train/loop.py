@@ -81,7 +81,7 @@ def build_training_model(config: TrainConfig, run_dir: Path) -> Any:
         if m.openflamingo_checkpoint:
             load_openflamingo_checkpoint(model, m.openflamingo_checkpoint)
     else:
-        tokenizer = _tiny_tokenizer(config, run_dir)
+        tokenizer = tiny_tokenizer(config)
         add_flamingo_special_tokens(tokenizer)
         torch.manual_seed(config.seed)
         try:
@@ -240,10 +240,15 @@ def _check_compiler() -> None:
         )
 
 
-def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
+def tiny_tokenizer(config: TrainConfig) -> Any:
+    """The tokenizer of a tiny model built from scratch: `model.tokenizer` when given, else a byte-level BPE of
+    `model.tokenizer_vocab_size` tokens trained on `data.world`'s pretraining text, the template's fixed strings
+    and the world's instruction texts (see `mmgpt.model.tokenizer.train_bpe_tokenizer`)."""
     from transformers import AutoTokenizer
 
     from mmgpt.data import templates
+    from mmgpt.data.config import load_data_config
+    from mmgpt.data.mixture import turn_texts
     from mmgpt.model.tokenizer import train_bpe_tokenizer
     from mmgpt.train.pretrain_data import corpus_texts
 
@@ -252,11 +257,9 @@ def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
     if not config.data.world:
         raise ConfigError("model.tokenizer is required for a tiny model without data.world")
     world = Path(config.data.world)
-    # Only what the base reads, plus the template's fixed strings (so that each header is a few tokens): a
-    # token learned from the instruction data alone would keep its random embedding through pretraining, and
-    # LoRA cannot train it later. The world's pretraining text reads the instruction data's own passages
-    # (`mmgpt.synth.pretrain.reading_lines`), so its words are in the vocabulary anyway.
     texts = corpus_texts(world)
+    # The template's fixed strings and the instruction data's texts belong in the vocabulary too: whole words
+    # of the responses, even where the base never reads them (see `mmgpt.synth.pretrain.reading_lines`).
     fixed = [
         templates.PREAMBLE,
         templates.IMAGE_HEADER,
@@ -266,6 +269,8 @@ def _tiny_tokenizer(config: TrainConfig, run_dir: Path) -> Any:
         *templates.CAPTION_INSTRUCTIONS,
     ]
     texts += fixed * 50
+    if (world / "datasets.yaml").exists():
+        texts += turn_texts(load_data_config(world / "datasets.yaml"))
     return train_bpe_tokenizer(
         texts,
         vocab_size=config.model.tokenizer_vocab_size,
