@@ -4,7 +4,8 @@ question's form, with colours and shape kinds written C and K ("And how many of 
 A held-out follow-up is asked after one or two earlier rounds about the same image, and its answer needs what
 those rounds said: the shape whose colour was named, the count to add one to. A form the model answers from the
 image alone, or with the commonest answer, scores low in its row while the rows that need nothing earlier stay
-high. The replies are those `mmgpt demo` wrote, scored the way the evaluation scores them; no model is run.
+high. For the forms that name a colour, a last column gives the share of replies that name it too. The replies
+are those `mmgpt demo` wrote, scored the way the evaluation scores them; no model is run.
 
     python experiments/followup_replies.py [--replies runs/demo/eval_items.jsonl] [--world runs/demo/world]
 """
@@ -35,18 +36,23 @@ def question_form(question: str) -> str:
     return _KIND.sub("K", _COLOUR.sub("C", question))
 
 
-def split_followups(items: Iterable[dict], replies: dict[str, str]) -> dict[str, tuple[int, int]]:
-    """{question form: (questions, right)} over the follow-up `items` that have a reply in `replies` ({item id:
-    reply}), the commonest form first."""
-    forms: dict[str, tuple[int, int]] = {}
+def names_asked_colours(question: str, reply: str) -> bool:
+    """Whether `reply` names every colour `question` names (true when the question names none)."""
+    return all(re.search(rf"\b{colour}\b", reply) for colour in _COLOUR.findall(question))
+
+
+def split_followups(items: Iterable[dict], replies: dict[str, str]) -> dict[str, tuple[int, int, int]]:
+    """{question form: (questions, right, replies naming the colours the question names)} over the follow-up
+    `items` that have a reply in `replies` ({item id: reply}), the commonest form first."""
+    forms: dict[str, tuple[int, int, int]] = {}
     for item in items:
         if item["kind"] != "followup" or item["id"] not in replies:
             continue
-        right = is_correct(
-            "followup", replies[item["id"]], item["answer"], item.get("answer_space"), item_context(item)
-        )
-        asked, hits = forms.get(question_form(item["question"]), (0, 0))
-        forms[question_form(item["question"])] = (asked + 1, hits + right)
+        reply = replies[item["id"]]
+        right = is_correct("followup", reply, item["answer"], item.get("answer_space"), item_context(item))
+        named = names_asked_colours(item["question"], reply)
+        asked, hits, names = forms.get(question_form(item["question"]), (0, 0, 0))
+        forms[question_form(item["question"])] = (asked + 1, hits + right, names + named)
     return dict(sorted(forms.items(), key=lambda kv: (-kv[1][0], kv[0])))
 
 
@@ -56,10 +62,11 @@ def main() -> None:
     if not forms:
         sys.exit(f"{args.replies}: no reply to a follow-up question of {args.world}")
     width = max(len(form) for form in forms) + 2
-    print(f"{'follow-up question':<{width}}{'asked':>7}{'right':>8}")
-    for form, (asked, right) in forms.items():
-        print(f"{form:<{width}}{asked:>7}{right / asked:>8.3f}")
-    asked, right = sum(a for a, _ in forms.values()), sum(r for _, r in forms.values())
+    print(f"{'follow-up question':<{width}}{'asked':>7}{'right':>8}{'name the colour asked':>23}")
+    for form, (asked, right, named) in forms.items():
+        share = f"{named / asked:.3f}" if re.search(r"\bC\b", form) else "-"
+        print(f"{form:<{width}}{asked:>7}{right / asked:>8.3f}{share:>23}")
+    asked, right = sum(f[0] for f in forms.values()), sum(f[1] for f in forms.values())
     print(f"{'all':<{width}}{asked:>7}{right / asked:>8.3f}")
 
 

@@ -55,10 +55,12 @@ def test_forms_write_colours_and_kinds_as_letters():
 def test_followups_are_split_by_form_and_scored_as_the_evaluation_scores_them():
     probe = load_script("followup_replies")
     assert probe.split_followups(ITEMS, REPLIES) == {
-        "And if one more were added?": (2, 1),
-        "How many of those are C?": (2, 1),
+        "And if one more were added?": (2, 1, 2),  # no colour asked: every reply names it
+        "How many of those are C?": (2, 1, 1),
     }
-    assert probe.split_followups(ITEMS, {"a": REPLIES["a"]}) == {"And if one more were added?": (1, 1)}
+    assert probe.split_followups(ITEMS, {"a": REPLIES["a"]}) == {"And if one more were added?": (1, 1, 1)}
+    assert probe.names_asked_colours("How many of those are red?", "There is 1 red square among them.")
+    assert not probe.names_asked_colours("How many of those are red?", "There are 2 reddish squares.")
 
 
 def test_the_script_prints_the_table(tmp_path):
@@ -74,4 +76,6 @@ def test_the_script_prints_the_table(tmp_path):
         check=True,
     ).stdout
     assert out.splitlines()[-1].split() == ["all", "4", "0.500"]
-    assert "How many of those are C?" in out
+    rows = {line[:30].strip(): line[30:].split() for line in out.splitlines()[1:]}
+    assert rows["How many of those are C?"] == ["2", "0.500", "0.500"]
+    assert rows["And if one more were added?"] == ["2", "0.500", "-"]

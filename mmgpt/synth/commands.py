@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# literal here so that building the CLI does not import the generator; a test checks them against it
 SCALE_CHOICES = ("quick", "default", "large")
+READING_CHOICES = ("none", "instructions", "all")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed + scale = same bytes)")
     parser.add_argument("--scale", choices=SCALE_CHOICES, default="default", help="world size")
     parser.add_argument("--image-size", type=int, default=64, help="image side in pixels")
+    parser.add_argument(
+        "--reading",
+        choices=READING_CHOICES,
+        default="none",
+        help="also put passages of the instruction data (its instructions, or its instructions and responses) "
+        "into the plain pretraining text, one a line and unpaired, so that the base reads every word the tuning "
+        "uses (default: none, the demo's world; see experiments/README.md, 'Words the base never read')",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=handler)
 
@@ -50,7 +60,12 @@ def handler(args: argparse.Namespace) -> int:
     prepare_output_dir(Path(args.out))
     start = time.perf_counter()
     manifest = generate_world(
-        args.out, seed=args.seed, scale=args.scale, image_size=args.image_size, progress=not args.no_progress
+        args.out,
+        seed=args.seed,
+        scale=args.scale,
+        image_size=args.image_size,
+        progress=not args.no_progress,
+        reading=args.reading,
     )
     elapsed = time.perf_counter() - start
     counts = manifest.counts

@@ -2,13 +2,16 @@
 
 Interleaved lines carry 1-2 images, each followed by plain statements (caption, counts, colours, kinds, positions,
 text) and `<|endofchunk|>`; text lines carry knowledge-base facts, arithmetic and word facts, short prose, and
-question-and-answer text whose answers restate their question (copy lines and worked arithmetic).
+question-and-answer text whose answers restate their question (copy lines and worked arithmetic). A world made
+with `mmgpt synth --reading` adds passages of its instruction data (reading lines).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
 
 from mmgpt.synth import descriptions as D
 from mmgpt.synth.knowledge import (
@@ -177,10 +180,80 @@ def arithmetic_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]
     return _question_lines(n, pair)
 
 
-def text_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]]], repeats: int = 1) -> list[dict]:
+#: How often each word form of the instruction data is read in the reading lines (where the data has that many
+#: passages holding it), and the longest passage in words: a text batch pads to its longest line.
+READING_MIN_COUNT = 2
+READING_MAX_WORDS = 40
+_SENTENCE_END = re.compile(r"(?<=[.?!])(\s+)")
+_WORD = re.compile(r"\S+")
+_PUNCTUATION = ".,?!:;\"'()"
+
+
+def word_forms(text: str) -> set[tuple[bool, str]]:
+    """The words of `text` as a byte-level tokenizer tells them apart: (after a space, the word without the
+    punctuation around it). "How" opening an instruction and " how" inside one are different tokens."""
+    forms = set()
+    for match in _WORD.finditer(text):
+        word = match.group().strip(_PUNCTUATION)
+        if word:
+            forms.add((match.start() > 0 and text[match.start() - 1] == " ", word))
+    return forms
+
+
+def passages(text: str, max_words: int = READING_MAX_WORDS) -> list[str]:
+    """`text` cut at sentence ends into runs of whole sentences of at most `max_words` words each (a longer
+    sentence is a passage of its own); the sentences of a run keep the space or line break between them."""
+    pieces = _SENTENCE_END.split(text.strip())  # sentence, separator, sentence, ...
+    out: list[str] = []
+    words = 0
+    for i in range(0, len(pieces), 2):
+        sentence, n = pieces[i], len(pieces[i].split())
+        if out and words + n <= max_words:
+            out[-1] += pieces[i - 1] + sentence
+            words += n
+        else:
+            out.append(sentence)
+            words = n
+    return out
+
+
+def reading_lines(
+    turns: Iterable[str],
+    rng: random.Random,
+    min_count: int = READING_MIN_COUNT,
+    max_words: int = READING_MAX_WORDS,
+) -> list[str]:
+    """Passages of instruction data (`turns`: instructions, inputs or responses, as the template renders them),
+    one a line and unpaired, chosen so that every word form of `turns` (`word_forms`) is read at least
+    `min_count` times where the passages allow.
+
+    They stand in for the breadth of a pretrained LLaMA's reading: the demo's base never reads "How" opening a
+    line, " would" or "Yes", and such tokens keep their random initial embeddings, which LoRA cannot train
+    (`python experiments/unread_tokens.py`). The demo's world has none: bases that read them answered
+    follow-ups worse (experiments/README.md, "Words the base never read").
+    """
+    candidates = sorted({p for t in turns for p in passages(t, max_words)})
+    rng.shuffle(candidates)
+    read: Counter = Counter()
+    lines = []
+    for passage in candidates:
+        forms = word_forms(passage)
+        if any(read[f] < min_count for f in forms):
+            lines.append(passage)
+            read.update(forms)
+    return lines
+
+
+def text_lines(
+    rng: random.Random,
+    allowed: dict[str, list[tuple[int, int]]],
+    repeats: int = 1,
+    reading: Iterable[str] = (),
+) -> list[dict]:
     """Plain-text lines {"text"}, shuffled: `repeats` times the knowledge-base facts, arithmetic (on the
     `allowed` operand pairs only, see `knowledge.allowed_pairs`), word facts and prose, then per repeat
-    COPY_LINES_PER_REPEAT copy lines and ARITHMETIC_LINES_PER_REPEAT worked-arithmetic lines."""
+    COPY_LINES_PER_REPEAT copy lines and ARITHMETIC_LINES_PER_REPEAT worked-arithmetic lines, and the
+    `reading` lines (see `reading_lines`) once."""
     lines: list[str] = []
     facts = kb_facts()
     for _ in range(repeats):
@@ -201,5 +274,6 @@ def text_lines(rng: random.Random, allowed: dict[str, list[tuple[int, int]]], re
         lines += PROSE
     lines += copy_lines(rng, COPY_LINES_PER_REPEAT * repeats)
     lines += arithmetic_lines(rng, allowed, ARITHMETIC_LINES_PER_REPEAT * repeats)
+    lines += reading
     rng.shuffle(lines)
     return [{"text": t} for t in lines]

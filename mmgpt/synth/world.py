@@ -28,6 +28,10 @@ from mmgpt.synth.scene import Scene, sample_scene
 #: pretrained on it (whose tokenizer learned the world's text) is pretrained again.
 GENERATOR_VERSION = 8
 
+#: What a world's plain pretraining text reads of its instruction data (`pretrain.reading_lines`): nothing (the
+#: demo's world), the instructions, or the instructions and the responses.
+READING_CHOICES = ("none", "instructions", "all")
+
 log = logging.getLogger(__name__)
 
 
@@ -157,15 +161,39 @@ def _render_all(root: Path, scenes: list[Scene], paths: dict[int, list[str]], pr
             target.write_bytes(data)
 
 
+def _reading(root: Path, reading: str, rng: random.Random) -> list[str]:
+    """The reading lines of a world whose instruction files are written under `root` (none for "none"), read
+    back through the training mix's recipe as the template will render them."""
+    if reading == "none":
+        return []
+    import yaml
+
+    from mmgpt.data.config import DataConfig
+    from mmgpt.data.mixture import turn_texts
+
+    recipe = yaml.safe_load(recipe_texts()["datasets.yaml"])
+    config = DataConfig.from_dict(recipe, base_dir=root.resolve(), where="datasets.yaml")
+    return pretrain.reading_lines(turn_texts(config, responses=reading == "all"), rng)
+
+
 def generate_world(
-    out_dir: str | Path, seed: int = 0, scale: str = "default", image_size: int = 64, progress: bool = True
+    out_dir: str | Path,
+    seed: int = 0,
+    scale: str = "default",
+    image_size: int = 64,
+    progress: bool = True,
+    reading: str = "none",
 ) -> WorldManifest:
     """Generate the synthetic world into `out_dir` and return its manifest (also written as world.json).
 
-    `scale` is quick|default|large; `image_size` is the square image side in pixels (64 by default).
+    `scale` is quick|default|large; `image_size` is the square image side in pixels (64 by default); `reading`
+    (see READING_CHOICES) adds passages of the instruction data to the plain pretraining text, and the count of
+    those lines to the manifest's counts as "pretrain_reading".
     """
     if scale not in SCALES:
         raise ConfigError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    if reading not in READING_CHOICES:
+        raise ConfigError(f"reading must be one of {', '.join(READING_CHOICES)}, got {reading!r}")
     if image_size < 32:
         raise ConfigError(f"image_size must be at least 32 pixels, got {image_size}")
     cfg = SCALES[scale]
@@ -273,10 +301,15 @@ def generate_world(
     interleaved = pretrain.interleaved_lines(train, llava_paths, stream("pretrain-interleaved"))
     # the statements twice per 1000 training images: they then make about half the plain text beside the
     # question-and-answer lines (their share in the recipe measured in experiments/README.md)
-    text = pretrain.text_lines(stream("pretrain-text"), allowed, repeats=2 * max(1, cfg.n_train // 1000))
+    passages = _reading(root, reading, stream("pretrain-reading"))
+    text = pretrain.text_lines(
+        stream("pretrain-text"), allowed, repeats=2 * max(1, cfg.n_train // 1000), reading=passages
+    )
     w.jsonl("pretrain/interleaved.jsonl", interleaved)
     w.jsonl("pretrain/text.jsonl", text)
     counts["pretrain_interleaved"], counts["pretrain_text"] = len(interleaved), len(text)
+    if reading != "none":
+        counts["pretrain_reading"] = len(passages)
 
     eval_rng = stream("heldout-items")
     items = [it for s in held for it in heldout.image_items(s, paths[s.image_id][0], eval_rng)]
