@@ -124,14 +124,34 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def read_replies(path: Path) -> dict[str, str]:
+    """{item id: reply} from the demo's per-item replies (a jsonl file, `runs/demo/eval_items.jsonl`) or from the
+    report `mmgpt eval --out` writes (a JSON object whose "items" hold them)."""
+    if path.suffix == ".json" and path.exists():
+        try:
+            report = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            sys.exit(f"{path}: not JSON ({error.msg})")
+        if not isinstance(report, dict) or not isinstance(report.get("items"), list):
+            sys.exit(f"{path}: not a report of `mmgpt eval --out` (no list of items)")
+        records = report["items"]
+    else:
+        records = read_jsonl(path)
+    return {r["id"]: r["reply"] for r in records if isinstance(r, dict) and "id" in r and "reply" in r}
+
+
 def read_demo_replies(description: str) -> tuple[argparse.Namespace, list[dict], dict[str, str]]:
     """Parse `--replies` and `--world` from the command line (described by `description`) and read both: the
     arguments, the world's held-out records and {item id: reply}."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--replies", default="runs/demo/eval_items.jsonl", help="the demo's per-item replies")
+    parser.add_argument(
+        "--replies",
+        default="runs/demo/eval_items.jsonl",
+        help="the demo's per-item replies, or a report of `mmgpt eval --out` (.json)",
+    )
     parser.add_argument("--world", default="runs/demo/world", help="the world the replies answer")
     args = parser.parse_args()
-    replies = {r["id"]: r["reply"] for r in read_jsonl(Path(args.replies)) if "id" in r and "reply" in r}
+    replies = read_replies(Path(args.replies))
     return args, read_jsonl(Path(args.world) / "eval" / "heldout.jsonl"), replies
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "reply_referents.py"
@@ -143,3 +145,16 @@ def test_the_table_and_bad_files(tmp_path):
     replies.write_text(replies.read_text() + "{oops\n")
     broken = run("--replies", str(replies))
     assert broken.returncode == 1 and "eval_items.jsonl, line 6: not JSON" in broken.stderr
+
+
+def test_replies_are_read_from_an_eval_report_too(tmp_path):
+    referents = load_script("reply_referents")
+    records = [{"id": k, "kind": "color", "reply": v} for k, v in REPLIES.items()]
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"model": "m", "metrics": {}, "items": records}))
+    lines = tmp_path / "eval_items.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert referents.read_replies(report) == referents.read_replies(lines) == REPLIES
+    report.write_text(json.dumps({"metrics": {}}))
+    with pytest.raises(SystemExit, match="not a report of `mmgpt eval --out`"):
+        referents.read_replies(report)
