@@ -51,8 +51,9 @@ def split_followups(items: Iterable[dict], replies: dict[str, str]) -> dict[str,
         reply = replies[item["id"]]
         right = is_correct("followup", reply, item["answer"], item.get("answer_space"), item_context(item))
         named = names_asked_colours(item["question"], reply)
-        asked, hits, names = forms.get(question_form(item["question"]), (0, 0, 0))
-        forms[question_form(item["question"])] = (asked + 1, hits + right, names + named)
+        form = question_form(item["question"])
+        asked, hits, names = forms.get(form, (0, 0, 0))
+        forms[form] = (asked + 1, hits + right, names + named)
     return dict(sorted(forms.items(), key=lambda kv: (-kv[1][0], kv[0])))
 
 

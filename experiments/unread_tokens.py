@@ -26,10 +26,10 @@ def token_counts(tokenizer, texts: list[str], opening_a_line: bool = False) -> C
     """{token id: occurrences} over `texts`. With `opening_a_line` each text is tokenized as the template places
     it, after a line break (whose own token is not counted), so that its first word is "How", not " How"."""
     counts: Counter = Counter()
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
     for text in texts:
         if opening_a_line:
             ids = tokenizer("\n" + text, add_special_tokens=False)["input_ids"]
-            newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
             counts.update(ids[len(newline) :] if ids[: len(newline)] == newline else ids)
         else:
             counts.update(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -62,13 +62,9 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.base)
     read = token_counts(tokenizer, corpus_texts(args.world))
     config = load_data_config(args.world / "datasets.yaml")
-    instructions = turn_texts(config, responses=False)
-    everything = turn_texts(config)
-    used = {
-        "instructions": token_counts(tokenizer, instructions, opening_a_line=True),
-        "responses": token_counts(tokenizer, everything, opening_a_line=True)
-        - token_counts(tokenizer, instructions, opening_a_line=True),
-    }
+    instructions = token_counts(tokenizer, turn_texts(config, responses=False), opening_a_line=True)
+    everything = token_counts(tokenizer, turn_texts(config), opening_a_line=True)
+    used = {"instructions": instructions, "responses": everything - instructions}
     print(f"vocabulary {len(tokenizer)} tokens; the pretraining text holds {len(read)} of them")
     print(f"{'tuning texts':<16}{'tokens used':>12}{'never read':>12}{'share of occurrences':>22}")
     for name, counts in used.items():
