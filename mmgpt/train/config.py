@@ -135,7 +135,9 @@ class VisionPretrainSection:
     steps to parse the world's scenes (see mmgpt.train.vision_pretrain), standing in for CLIP's own pretraining;
     with `freeze` it then stays frozen, as OpenFlamingo keeps CLIP frozen. `steps: 0` (the default) skips it.
     With `subset_counts` the tower also learns how many shapes of each colour and of each kind an image holds,
-    with `binding` which colour each kind of shape has and which kind each colour has."""
+    with `binding` which colour each kind of shape has and which kind each colour has. `sincos_positions` sets
+    the tower's patch position embeddings to a 2D sine-cosine grid before it trains, instead of small random
+    values (see `mmgpt.train.vision_pretrain.init_sincos_positions`)."""
 
     steps: int = 0
     batch_size: int = 32
@@ -145,6 +147,7 @@ class VisionPretrainSection:
     freeze: bool = True
     subset_counts: bool = False
     binding: bool = False
+    sincos_positions: bool = False
 
 
 @dataclass
@@ -313,6 +316,18 @@ class TrainConfig:
                 "vision_pretrain.steps needs stage: pretrain and a model.tiny built from scratch "
                 "(it trains a new vision tower on the synthetic world's scene labels)"
             )
+        if self.vision_pretrain.steps and self.vision_pretrain.sincos_positions:
+            import inspect
+
+            from mmgpt.model.builder import tiny_config
+
+            default = inspect.signature(tiny_config).parameters["vision_width"].default
+            width = (self.model.tiny or {}).get("vision_width", default)
+            if width % 4:
+                raise ConfigError(
+                    f"vision_pretrain.sincos_positions needs model.tiny.vision_width divisible by 4 (two axes, "
+                    f"sines and cosines), not {width}"
+                )
         if self.language_pretrain.steps and (self.stage != "pretrain" or self.model.tiny is None):
             raise ConfigError(
                 "language_pretrain.steps needs stage: pretrain and a model.tiny built from scratch "

@@ -9,6 +9,10 @@ attention-pooled summaries predict the written word and the number of shapes (wi
 per colour and per kind predicts how many shapes have it; with `binding`, one per kind predicts the colour of
 that kind's shapes and one per colour the kind of that colour's). The head is dropped afterwards; the perceiver
 reads the tower's patch features as it reads CLIP's.
+
+With `sincos_positions` the tower starts from a 2D sine-cosine grid in its position embeddings (as MAE's ViTs
+do) rather than CLIP's small random ones: a randomly initialised tower spends its first several hundred steps on a
+plateau, learning where its patches are, before it learns kinds of shapes, centres and words.
 """
 
 from __future__ import annotations
@@ -109,6 +113,38 @@ class SceneParsingHead(nn.Module):
         return logits
 
 
+#: Amplitude of the sine-cosine position grid: its entries then spread about as widely (std 0.35) as the patch
+#: embeddings of normalised pixels do at CLIP's initialisation.
+SINCOS_AMPLITUDE = 0.5
+
+
+def sincos_position_grid(grid: int, width: int) -> torch.Tensor:
+    """(grid * grid, width) 2D sine-cosine position codes of a row-major `grid` x `grid` patch grid: the first half
+    of the channels encode the row, the second the column, each as sines then cosines of the coordinate at
+    `width // 4` frequencies from 1 down to 1/10000 (geometric). `width` must be a multiple of 4."""
+    if width % 4:
+        raise ValueError(f"a 2D sine-cosine position grid needs a width divisible by 4, not {width}")
+    quarter = width // 4
+    frequencies = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    halves = []
+    for coordinate in (rows.flatten(), cols.flatten()):
+        angles = coordinate[:, None].double() * frequencies[None]
+        halves += [angles.sin(), angles.cos()]
+    return torch.cat(halves, dim=1).float()
+
+
+@torch.no_grad()
+def init_sincos_positions(vision_encoder: nn.Module, amplitude: float = SINCOS_AMPLITUDE) -> None:
+    """Overwrite the position embeddings of `vision_encoder` (a CLIPVisionModel) in place: the patch rows with
+    `amplitude` x `sincos_position_grid`, the class token's row with zeros. They stay trainable."""
+    config = vision_encoder.config
+    grid = config.image_size // config.patch_size
+    weight = vision_encoder.embeddings.position_embedding.weight  # (1 + grid * grid, width)
+    codes = sincos_position_grid(grid, weight.shape[1]) * amplitude
+    weight.copy_(torch.cat([codes.new_zeros(1, weight.shape[1]), codes]).to(weight))
+
+
 @dataclass
 class SceneSet:
     """Preprocessed images (B, 3, H, W) and their targets {name: (B, N) or (B,)}."""
@@ -195,7 +231,8 @@ def pretrain_vision_tower(
     progress: bool = True,
 ) -> dict[str, float]:
     """Train `vision_encoder` (a CLIPVisionModel) in place on the world's training images for `settings.steps`
-    steps (AdamW, linear warmup then cosine decay to a tenth, gradient clipping at 1, bf16 autocast by default).
+    steps (AdamW, linear warmup then cosine decay to a tenth, gradient clipping at 1, bf16 autocast by default),
+    first setting its position embeddings to the sine-cosine grid when `settings.sincos_positions` says so.
 
     Returns the held-out parsing accuracies (empty when the world has no held-out images). Seeded by `seed`;
     the global random state is restored afterwards.
@@ -228,6 +265,8 @@ def _train(
 
     grid = vision_encoder.config.image_size // vision_encoder.config.patch_size
     train = load_scene_set(world, "train", image_processor, grid)
+    if settings.sincos_positions:
+        init_sincos_positions(vision_encoder)
     head = SceneParsingHead(vision_encoder.config.hidden_size, settings.subset_counts, settings.binding).to(
         device
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -19,10 +20,13 @@ from mmgpt.train.vision_pretrain import (
     BINDING_TARGETS,
     SUBSET_TARGETS,
     TARGETS,
+    SINCOS_AMPLITUDE,
     SceneParsingHead,
+    init_sincos_positions,
     load_scene_set,
     parsing_accuracy,
     pretrain_vision_tower,
+    sincos_position_grid,
 )
 
 from .conftest import pretrain_overrides
@@ -95,6 +99,49 @@ def test_binding_adds_the_colour_of_every_kind_and_the_kind_of_every_colour(held
     assert every_target["colour"] > 0.8, every_target
 
 
+def test_sincos_grid_by_hand():
+    # width 4: one frequency (1) per axis, channels [sin(row), cos(row), sin(col), cos(col)]
+    grid = sincos_position_grid(2, 4)
+    s, c = math.sin(1.0), math.cos(1.0)
+    expected = torch.tensor([[0, 1, 0, 1], [0, 1, s, c], [s, c, 0, 1], [s, c, s, c]], dtype=torch.float32)
+    assert torch.allclose(grid, expected)
+    # width 8: frequencies 1 and 1/100 per axis
+    wide = sincos_position_grid(3, 8)
+    assert wide.shape == (9, 8)
+    assert wide[5].tolist() == pytest.approx(  # row 1, column 2
+        [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)]
+        + [math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02)]
+    )
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sincos_position_grid(2, 6)
+
+
+def test_sincos_init_sets_only_the_position_embeddings():
+    tower = _tower()
+    before = {k: v.clone() for k, v in tower.state_dict().items()}
+    init_sincos_positions(tower)
+    after = tower.state_dict()
+    name = "embeddings.position_embedding.weight"
+    assert torch.equal(after[name][0], torch.zeros(32))  # the class token, which the perceiver never reads
+    assert torch.allclose(after[name][1:], SINCOS_AMPLITUDE * sincos_position_grid(4, 32))
+    assert len({tuple(row.tolist()) for row in after[name][1:]}) == 16  # every patch its own code
+    assert tower.embeddings.position_embedding.weight.requires_grad
+    for key, value in before.items():
+        if key != name:
+            assert torch.equal(after[key], value), key
+
+
+def test_pretraining_starts_from_the_sincos_grid_only_when_asked(world):
+    name = "embeddings.position_embedding.weight"
+    codes = SINCOS_AMPLITUDE * sincos_position_grid(4, 32)
+    random_start = _tower().state_dict()[name][1:].clone()
+    with_grid, _ = _pretrain_tower(world, 1, sincos_positions=True)
+    without, _ = _pretrain_tower(world, 1)
+    # one AdamW step of lr 4e-3 (in warmup) moves each entry by well under 0.01
+    assert (with_grid.state_dict()[name][1:] - codes).abs().max() < 0.01
+    assert (without.state_dict()[name][1:] - random_start).abs().max() < 0.01
+
+
 def test_pretraining_is_seeded_and_leaves_the_global_stream(world):
     tower = _tower()  # seeds the global stream itself: the state to keep is the one after it
     state = torch.get_rng_state()
@@ -149,3 +196,11 @@ def test_vision_pretraining_needs_a_from_scratch_pretrain_run(world, tmp_path):
         )
     with pytest.raises(ConfigError, match="vision_pretrain.steps must be >= 0"):
         _pretrain_config(world, tmp_path, "vision_pretrain.steps=-1")
+
+
+def test_sincos_positions_need_a_tower_width_divisible_by_four(world, tmp_path):
+    with pytest.raises(ConfigError, match="vision_width divisible by 4.*not 30"):
+        _pretrain_config(
+            world, tmp_path, "vision_pretrain.sincos_positions=true", "model.tiny.vision_width=30"
+        )
+    assert _pretrain_config(world, tmp_path, "vision_pretrain.sincos_positions=true").vision_pretrain.sincos_positions
