@@ -18,9 +18,9 @@ from mmgpt.train.config import VisionPretrainSection, load_train_config
 from mmgpt.train.loop import run_training
 from mmgpt.train.vision_pretrain import (
     BINDING_TARGETS,
+    SINCOS_AMPLITUDE,
     SUBSET_TARGETS,
     TARGETS,
-    SINCOS_AMPLITUDE,
     SceneParsingHead,
     init_sincos_positions,
     load_scene_set,
@@ -203,4 +203,6 @@ def test_sincos_positions_need_a_tower_width_divisible_by_four(world, tmp_path):
         _pretrain_config(
             world, tmp_path, "vision_pretrain.sincos_positions=true", "model.tiny.vision_width=30"
         )
-    assert _pretrain_config(world, tmp_path, "vision_pretrain.sincos_positions=true").vision_pretrain.sincos_positions
+    assert _pretrain_config(
+        world, tmp_path, "vision_pretrain.sincos_positions=true"
+    ).vision_pretrain.sincos_positions
