@@ -126,15 +126,20 @@ def tiny_config(
     )
 
 
-def check_tiny_options(options: dict[str, Any]) -> None:
-    """Check the keyword options of `tiny_config` (a config's `model.tiny` mapping) before anything is built:
-    known names, whole numbers >= 1 for sizes, numbers for floats, and widths that split into their heads and
-    images into their patches. Raises ValueError naming the option."""
-    params = {
+def tiny_defaults() -> dict[str, Any]:
+    """{option: default} of the keyword options of `tiny_config`, the keys a config's `model.tiny` may set."""
+    return {
         name: p.default
         for name, p in inspect.signature(tiny_config).parameters.items()
         if p.kind == p.KEYWORD_ONLY
     }
+
+
+def check_tiny_options(options: dict[str, Any]) -> None:
+    """Check the keyword options of `tiny_config` (a config's `model.tiny` mapping) before anything is built:
+    known names, whole numbers >= 1 for sizes, numbers for floats, and widths that split into their heads and
+    images into their patches. Raises ValueError naming the option."""
+    params = tiny_defaults()
     for name, value in options.items():
         if name not in params:
             raise ValueError(f"unknown option {name!r} (known: {', '.join(params)})")

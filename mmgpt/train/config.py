@@ -317,12 +317,9 @@ class TrainConfig:
                 "(it trains a new vision tower on the synthetic world's scene labels)"
             )
         if self.vision_pretrain.steps and self.vision_pretrain.sincos_positions:
-            import inspect
+            from mmgpt.model.builder import tiny_defaults
 
-            from mmgpt.model.builder import tiny_config
-
-            default = inspect.signature(tiny_config).parameters["vision_width"].default
-            width = (self.model.tiny or {}).get("vision_width", default)
+            width = {**tiny_defaults(), **(self.model.tiny or {})}["vision_width"]
             if width % 4:
                 raise ConfigError(
                     f"vision_pretrain.sincos_positions needs model.tiny.vision_width divisible by 4 (two axes, "
