@@ -44,13 +44,14 @@ QUICK_BASE = [
     "model.tokenizer_vocab_size=700",
     "vision_pretrain.steps=20",
     "vision_pretrain.batch_size=16",
+    "vision_pretrain.fresh_scenes=32",
     "language_pretrain.steps=20",
     "language_pretrain.batch_size=8",
 ]
 QUICK_TUNE = ["optim.warmup_steps=2", "data.batch_size=8", "data.language_batch_size=16"]
 QUICK_TUNE_STEPS = 20
 # The full demo's budget is 15 minutes on 2 cores with bf16 matrix units: the base config as written (the vision
-# tower's scene parsing, 2000 steps, 3-4.5 minutes there, 500 text-only steps of the language model, then 550
+# tower's scene parsing, 2000 steps, about 3 minutes there, 500 text-only steps of the language model, then 550
 # Flamingo pretraining steps over the frozen tower; the overrides only restate them) and a longer tuning run than
 # the tuning config's 250 steps.
 FULL_BASE_STEPS = 550

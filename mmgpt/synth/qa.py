@@ -60,11 +60,6 @@ def _words(rng: random.Random) -> bool:
     return rng.random() < 0.33
 
 
-def total_statement(n: int) -> str:
-    """ "There are 3 shapes.": the pretraining text's statement of how many shapes an image holds."""
-    return f"There {be(n)} {count_phrase(n, 'shape')}."
-
-
 def count_statement(n: int, noun: str) -> str:
     """ "The number of red shapes is 2.": a count of one colour or kind stated after what is counted, as the
     pretraining text states it, so that the number is predicted with its referent in context ("There are 2 red
@@ -72,6 +67,15 @@ def count_statement(n: int, noun: str) -> str:
     the referent-first forms changed.
     """
     return f"The number of {plural(noun, 2)} is {n}."
+
+
+def total_statement(n: int) -> str:
+    """ "The number of shapes is 3.": the pretraining text's statement of how many shapes an image holds, in the
+    form the instruction data answers every count in (`count_total`). Stated "There are 3 shapes." instead, the
+    bases of world version 8 read totals in that sentence, yet their tuned models answered "The number of shapes
+    is 1." to most totals (experiments/README.md, "A smaller tower that sees more scenes, and totals in one
+    form")."""
+    return count_statement(n, "shape")
 
 
 def _referent_count_response(n: int, noun: str, rng: random.Random, places: list[str]) -> str:

@@ -137,7 +137,9 @@ class VisionPretrainSection:
     With `subset_counts` the tower also learns how many shapes of each colour and of each kind an image holds,
     with `binding` which colour each kind of shape has and which kind each colour has. `sincos_positions` sets
     the tower's patch position embeddings to a 2D sine-cosine grid before it trains, instead of small random
-    values (see `mmgpt.train.vision_pretrain.init_sincos_positions`)."""
+    values (see `mmgpt.train.vision_pretrain.init_sincos_positions`). `fresh_scenes` adds that many newly drawn
+    scenes to the world's training images for the tower alone (rendered in memory, never one of the world's
+    images, held-out ones included), as CLIP saw far more images than the instruction data holds."""
 
     steps: int = 0
     batch_size: int = 32
@@ -148,6 +150,7 @@ class VisionPretrainSection:
     subset_counts: bool = False
     binding: bool = False
     sincos_positions: bool = False
+    fresh_scenes: int = 0
 
 
 @dataclass
@@ -262,6 +265,7 @@ class TrainConfig:
                 "must be > 0",
             ),
             ("vision_pretrain.warmup_steps", self.vision_pretrain.warmup_steps >= 0, "must be >= 0"),
+            ("vision_pretrain.fresh_scenes", self.vision_pretrain.fresh_scenes >= 0, "must be >= 0"),
             (
                 "vision_pretrain.weight_decay",
                 _finite(self.vision_pretrain.weight_decay) and self.vision_pretrain.weight_decay >= 0,

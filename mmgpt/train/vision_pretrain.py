@@ -12,11 +12,14 @@ reads the tower's patch features as it reads CLIP's.
 
 With `sincos_positions` the tower starts from a 2D sine-cosine grid in its position embeddings (as MAE's ViTs
 do) rather than CLIP's small random ones: a randomly initialised tower spends its first several hundred steps on a
-plateau, learning where its patches are, before it learns kinds of shapes, centres and words.
+plateau, learning where its patches are, before it learns kinds of shapes, centres and words. With
+`fresh_scenes` it also sees that many newly drawn scenes (`mmgpt.synth.world.fresh_scenes`), rendered in memory:
+on the world's few thousand training images alone it reads the words and counts of those better than of new ones.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from mmgpt.data.dataset import load_image
 from mmgpt.errors import DataError
 from mmgpt.model.flamingo import patch_tokens
+from mmgpt.synth.render import encode_jpeg, render
 from mmgpt.synth.scene import Scene
 from mmgpt.synth.scene_labels import (
     NUM_COLOUR_KINDS,
@@ -41,7 +46,7 @@ from mmgpt.synth.scene_labels import (
     scene_labels,
 )
 from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
-from mmgpt.synth.world import WorldManifest
+from mmgpt.synth.world import WorldManifest, fresh_scenes
 from mmgpt.train.config import VisionPretrainSection
 from mmgpt.train.schedule import cosine_lambda
 
@@ -168,7 +173,7 @@ def load_scene_set(world: Path, split: str, image_processor: Any, grid: int) -> 
     if not (world / "world.json").exists():
         raise DataError(f"{world}: no world.json, so no scene labels to pretrain the vision tower on")
     manifest = WorldManifest.load(world)
-    pixels, labels = [], []
+    pixels, scenes = [], []
     for data in manifest.scenes:
         if data["split"] != split:
             continue
@@ -179,15 +184,41 @@ def load_scene_set(world: Path, split: str, image_processor: Any, grid: int) -> 
                 f"{path}: missing or unreadable image of the synthetic world (image {data['image_id']})"
             )
         pixels.append(image_processor(image))
-        scene = Scene.from_dict(data)
-        labels.append(scene_labels(scene, grid))
+        scenes.append(Scene.from_dict(data))
     if not pixels:
         raise DataError(f"{world}: the world has no {split} images")
+    return _scene_set(pixels, scenes, grid)
+
+
+def render_scene_set(
+    scenes: list[Scene], image_processor: Any, grid: int, progress: bool = False
+) -> SceneSet:
+    """`scenes` rendered as the world renders its images (JPEG round trip included, so the tower sees the
+    same artefacts), with their labels for a `grid` x `grid` tower."""
+    from mmgpt.progress import progress_bar
+
+    pixels = []
+    for scene in progress_bar(scenes, desc="rendering tower scenes", unit="img", disable=not progress):
+        with Image.open(io.BytesIO(encode_jpeg(render(scene)))) as image:
+            pixels.append(image_processor(image.convert("RGB")))
+    return _scene_set(pixels, scenes, grid)
+
+
+def _scene_set(pixels: list[torch.Tensor], scenes: list[Scene], grid: int) -> SceneSet:
+    labels = [scene_labels(scene, grid) for scene in scenes]
     targets = {
         name: torch.as_tensor(np.stack([getattr(x, name) for x in labels]))
         for name in TARGETS + SUBSET_TARGETS + BINDING_TARGETS
     }
     return SceneSet(torch.stack(pixels), targets)
+
+
+def concat_scene_sets(*sets: SceneSet) -> SceneSet:
+    """One set holding the images and targets of every set in `sets`, in order."""
+    return SceneSet(
+        torch.cat([s.pixels for s in sets]),
+        {name: torch.cat([s.targets[name] for s in sets]) for name in sets[0].targets},
+    )
 
 
 def parsing_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -265,6 +296,12 @@ def _train(
 
     grid = vision_encoder.config.image_size // vision_encoder.config.patch_size
     train = load_scene_set(world, "train", image_processor, grid)
+    if settings.fresh_scenes:
+        scenes = fresh_scenes(WorldManifest.load(world), settings.fresh_scenes)
+        train = concat_scene_sets(train, render_scene_set(scenes, image_processor, grid, progress))
+        logger.info(
+            "vision tower: %d world images and %d fresh scenes", len(train) - len(scenes), len(scenes)
+        )
     if settings.sincos_positions:
         init_sincos_positions(vision_encoder)
     head = SceneParsingHead(vision_encoder.config.hidden_size, settings.subset_counts, settings.binding).to(

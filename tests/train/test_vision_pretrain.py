@@ -26,6 +26,7 @@ from mmgpt.train.vision_pretrain import (
     load_scene_set,
     parsing_accuracy,
     pretrain_vision_tower,
+    render_scene_set,
     sincos_position_grid,
 )
 
@@ -152,6 +153,31 @@ def test_pretraining_is_seeded_and_leaves_the_global_stream(world):
         assert torch.equal(a, b), name
 
 
+def test_scenes_rendered_in_memory_are_the_world_images_and_labels(world, heldout):
+    from mmgpt.synth.scene import Scene
+    from mmgpt.synth.world import WorldManifest
+
+    scenes = [Scene.from_dict(d) for d in WorldManifest.load(world).scenes if d["split"] == "heldout"]
+    rendered = render_scene_set(scenes, FlamingoImageProcessor(32), 4)
+    assert torch.equal(rendered.pixels, heldout.pixels)
+    assert rendered.targets.keys() == heldout.targets.keys()
+    for name, value in heldout.targets.items():
+        assert torch.equal(rendered.targets[name], value), name
+
+
+def test_fresh_scenes_join_the_world_images(world, caplog):
+    with caplog.at_level("INFO", logger="mmgpt.train.vision_pretrain"):
+        with_fresh, _ = _pretrain_tower(world, 3, fresh_scenes=40)
+    train_images = sum(
+        d["split"] == "train" for d in json.loads((world / "world.json").read_text())["scenes"]
+    )
+    assert f"vision tower: {train_images} world images and 40 fresh scenes" in caplog.text
+    without, _ = _pretrain_tower(world, 3)
+    # the batches are drawn from the larger set, so the same seed trains another tower
+    fresh_state, plain_state = with_fresh.state_dict(), without.state_dict()
+    assert any(not torch.equal(value, plain_state[name]) for name, value in fresh_state.items())
+
+
 def _pretrain_config(world, run, *extra):
     return load_train_config(
         None,
@@ -196,6 +222,8 @@ def test_vision_pretraining_needs_a_from_scratch_pretrain_run(world, tmp_path):
         )
     with pytest.raises(ConfigError, match="vision_pretrain.steps must be >= 0"):
         _pretrain_config(world, tmp_path, "vision_pretrain.steps=-1")
+    with pytest.raises(ConfigError, match="vision_pretrain.fresh_scenes must be >= 0"):
+        _pretrain_config(world, tmp_path, "vision_pretrain.fresh_scenes=-5")
 
 
 def test_sincos_positions_need_a_tower_width_divisible_by_four(world, tmp_path):
