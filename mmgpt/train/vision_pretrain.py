@@ -296,8 +296,9 @@ def _train(
 
     grid = vision_encoder.config.image_size // vision_encoder.config.patch_size
     train = load_scene_set(world, "train", image_processor, grid)
+    manifest = WorldManifest.load(world)  # for the fresh scenes and the held-out check below
     if settings.fresh_scenes:
-        scenes = fresh_scenes(WorldManifest.load(world), settings.fresh_scenes)
+        scenes = fresh_scenes(manifest, settings.fresh_scenes)
         train = concat_scene_sets(train, render_scene_set(scenes, image_processor, grid, progress))
         logger.info(
             "vision tower: %d world images and %d fresh scenes", len(train) - len(scenes), len(scenes)
@@ -331,7 +332,7 @@ def _train(
             bar.set_postfix(loss=f"{loss.item():.3f}")
             logger.debug("vision step %d loss %.4f", step, loss.item())
     vision_encoder.eval()
-    if not any(s["split"] == "heldout" for s in WorldManifest.load(world).scenes):
+    if not any(s["split"] == "heldout" for s in manifest.scenes):
         return {}
     heldout = load_scene_set(world, "heldout", image_processor, grid)
     scores = parsing_accuracy(vision_encoder, head, heldout, device=device)
