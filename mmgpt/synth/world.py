@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mmgpt.errors import ConfigError
+from mmgpt.parallel import map_chunks
 from mmgpt.synth import heldout, pretrain, records
 from mmgpt.synth.knowledge import TRAIN_TASKS, allowed_pairs, knowledge_base, reserved_pairs
 from mmgpt.synth.recipes import recipe_texts
@@ -166,17 +167,17 @@ class _Writer:
 
 
 def _render_all(root: Path, scenes: list[Scene], paths: dict[int, list[str]], progress: bool) -> None:
-    from mmgpt.progress import progress_bar
+    """Render `scenes` and write each to its `paths` under `root`, in one worker process per available CPU."""
 
-    made: set[Path] = set()
-    for scene in progress_bar(scenes, desc="rendering images", unit="img", disable=not progress):
-        data = encode_jpeg(render(scene))
-        for rel in paths[scene.image_id]:
-            target = root / rel
-            if target.parent not in made:
+    def write(chunk: list[Scene]) -> None:
+        for scene in chunk:
+            data = encode_jpeg(render(scene))
+            for rel in paths[scene.image_id]:
+                target = root / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            target.write_bytes(data)
+                target.write_bytes(data)
+
+    map_chunks(write, scenes, progress=progress, desc="rendering images", unit="img")
 
 
 def _reading(root: Path, reading: str, rng: random.Random) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from torch import nn
 from mmgpt.data.dataset import load_image
 from mmgpt.errors import DataError
 from mmgpt.model.flamingo import patch_tokens
+from mmgpt.parallel import map_chunks, shared_array
 from mmgpt.synth.render import encode_jpeg, render
 from mmgpt.synth.scene import Scene
 from mmgpt.synth.scene_labels import (
@@ -43,6 +45,7 @@ from mmgpt.synth.scene_labels import (
     NUM_KIND_COLOURS,
     NUM_KINDS,
     NUM_WORDS,
+    SceneLabels,
     scene_labels,
 )
 from mmgpt.synth.vocab import COLOUR_NAMES, KINDS
@@ -167,50 +170,78 @@ class SceneSet:
         return self.pixels[index].to(device), {k: v[index].to(device) for k, v in self.targets.items()}
 
 
-def load_scene_set(world: Path, split: str, image_processor: Any, grid: int) -> SceneSet:
+def load_scene_set(
+    world: Path, split: str, image_processor: Any, grid: int, workers: int | None = None
+) -> SceneSet:
     """Every image of `split` ("train" or "heldout") in the world at `world`, with its labels for a tower
-    that sees each image as `grid` x `grid` patches."""
+    that sees each image as `grid` x `grid` patches; read and preprocessed by `workers` processes (default: one
+    per available CPU; the set is the same for any number)."""
     if not (world / "world.json").exists():
         raise DataError(f"{world}: no world.json, so no scene labels to pretrain the vision tower on")
     manifest = WorldManifest.load(world)
-    pixels, scenes = [], []
-    for data in manifest.scenes:
-        if data["split"] != split:
-            continue
-        path = world / data["paths"][0]
+    chosen = [d for d in manifest.scenes if d["split"] == split]
+    if not chosen:
+        raise DataError(f"{world}: the world has no {split} images")
+    scenes = [Scene.from_dict(d) for d in chosen]
+
+    def open_image(row: int) -> Image.Image:
+        path = world / chosen[row]["paths"][0]
         image = load_image(path)
         if image is None:
             raise DataError(
-                f"{path}: missing or unreadable image of the synthetic world (image {data['image_id']})"
+                f"{path}: missing or unreadable image of the synthetic world (image {scenes[row].image_id})"
             )
-        pixels.append(image_processor(image))
-        scenes.append(Scene.from_dict(data))
-    if not pixels:
-        raise DataError(f"{world}: the world has no {split} images")
-    return _scene_set(pixels, scenes, grid)
+        return image
+
+    return _preprocessed_scene_set(scenes, open_image, image_processor, grid, workers)
 
 
 def render_scene_set(
-    scenes: list[Scene], image_processor: Any, grid: int, progress: bool = False
+    scenes: list[Scene],
+    image_processor: Any,
+    grid: int,
+    progress: bool = False,
+    workers: int | None = None,
 ) -> SceneSet:
     """`scenes` rendered as the world renders its images (JPEG round trip included, so the tower sees the
-    same artefacts), with their labels for a `grid` x `grid` tower."""
-    from mmgpt.progress import progress_bar
+    same artefacts), with their labels for a `grid` x `grid` tower; rendered by `workers` processes (default: one
+    per available CPU; the set is the same for any number)."""
 
-    pixels = []
-    for scene in progress_bar(scenes, desc="rendering tower scenes", unit="img", disable=not progress):
-        with Image.open(io.BytesIO(encode_jpeg(render(scene)))) as image:
-            pixels.append(image_processor(image.convert("RGB")))
-    return _scene_set(pixels, scenes, grid)
+    def open_image(row: int) -> Image.Image:
+        with Image.open(io.BytesIO(encode_jpeg(render(scenes[row])))) as image:
+            return image.convert("RGB")
+
+    return _preprocessed_scene_set(
+        scenes, open_image, image_processor, grid, workers, progress, "rendering tower scenes"
+    )
 
 
-def _scene_set(pixels: list[torch.Tensor], scenes: list[Scene], grid: int) -> SceneSet:
-    labels = [scene_labels(scene, grid) for scene in scenes]
+def _preprocessed_scene_set(
+    scenes: list[Scene],
+    open_image: Callable[[int], Image.Image],
+    image_processor: Any,
+    grid: int,
+    workers: int | None,
+    progress: bool = False,
+    desc: str = "",
+) -> SceneSet:
+    """The images `open_image(row)` of `scenes`, preprocessed in `workers` processes straight into one array
+    they share (sending each image back would cost a quarter of the time saved), with the scenes' labels."""
+    first = image_processor(open_image(0))
+    pixels = shared_array((len(scenes), *first.shape), np.float32)
+
+    def fill(rows: list[int]) -> list[SceneLabels]:
+        for row in rows:
+            pixels[row] = image_processor(open_image(row)).numpy()
+        return [scene_labels(scenes[row], grid) for row in rows]
+
+    chunks = map_chunks(fill, range(len(scenes)), workers=workers, progress=progress, desc=desc, unit="img")
+    labels = [label for chunk in chunks for label in chunk]
     targets = {
         name: torch.as_tensor(np.stack([getattr(x, name) for x in labels]))
         for name in TARGETS + SUBSET_TARGETS + BINDING_TARGETS
     }
-    return SceneSet(torch.stack(pixels), targets)
+    return SceneSet(torch.from_numpy(pixels), targets)
 
 
 def concat_scene_sets(*sets: SceneSet) -> SceneSet:

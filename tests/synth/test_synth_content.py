@@ -143,6 +143,16 @@ def test_deterministic_by_hash(quick_world, tmp_path):
     assert _digest(tmp_path / "other")["llava/detail.json"] != _digest(root)["llava/detail.json"]
 
 
+@pytest.mark.parametrize("cpus", [1, 3])
+def test_the_same_world_from_any_number_of_rendering_workers(quick_world, tmp_path, monkeypatch, cpus):
+    from mmgpt import parallel
+    from mmgpt.synth import generate_world
+
+    monkeypatch.setattr(parallel, "available_cpus", lambda: cpus)
+    generate_world(tmp_path / "again", seed=0, scale="quick", progress=False)
+    assert _digest(tmp_path / "again") == _digest(quick_world[0])
+
+
 def test_scene_geometry(scenes):
     for s in scenes.values():
         assert 1 <= len(s["shapes"]) <= 6

@@ -165,6 +165,38 @@ def test_scenes_rendered_in_memory_are_the_world_images_and_labels(world, heldou
         assert torch.equal(rendered.targets[name], value), name
 
 
+def test_scene_sets_are_the_same_for_any_number_of_workers(world, heldout):
+    from mmgpt.synth.world import WorldManifest, fresh_scenes
+
+    processor = FlamingoImageProcessor(32)
+    one = load_scene_set(world, "heldout", processor, 4, workers=1)
+    for name, value in heldout.targets.items():  # the fixture's set, read by one worker per CPU
+        assert torch.equal(one.targets[name], value), name
+    assert torch.equal(one.pixels, heldout.pixels)
+    three = load_scene_set(world, "heldout", processor, 4, workers=3)
+    assert torch.equal(three.pixels, one.pixels)
+    scenes = fresh_scenes(WorldManifest.load(world), 30)
+    serial = render_scene_set(scenes, processor, 4, workers=1)
+    parallel = render_scene_set(scenes, processor, 4, workers=2)
+    assert torch.equal(parallel.pixels, serial.pixels) and serial.pixels.abs().sum() > 0
+    for name, value in serial.targets.items():
+        assert torch.equal(parallel.targets[name], value), name
+
+
+def test_a_missing_world_image_is_named_by_a_worker(world, tmp_path):
+    import shutil
+
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    manifest = json.loads((copy / "world.json").read_text())
+    lost = [d for d in manifest["scenes"] if d["split"] == "heldout"][-1]
+    (copy / lost["paths"][0]).unlink()
+    with pytest.raises(
+        DataError, match=rf"{lost['paths'][0]}: missing or unreadable image .*\(image {lost['image_id']}\)"
+    ):
+        load_scene_set(copy, "heldout", FlamingoImageProcessor(32), 4, workers=2)
+
+
 def test_fresh_scenes_join_the_world_images(world, caplog):
     with caplog.at_level("INFO", logger="mmgpt.train.vision_pretrain"):
         with_fresh, _ = _pretrain_tower(world, 3, fresh_scenes=40)
