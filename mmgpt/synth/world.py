@@ -170,11 +170,14 @@ def _render_all(root: Path, scenes: list[Scene], paths: dict[int, list[str]], pr
     """Render `scenes` and write each to its `paths` under `root`, in one worker process per available CPU."""
 
     def write(chunk: list[Scene]) -> None:
+        made: set[Path] = set()  # the few folders, each made once per chunk rather than once per image
         for scene in chunk:
             data = encode_jpeg(render(scene))
             for rel in paths[scene.image_id]:
                 target = root / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
                 target.write_bytes(data)
 
     map_chunks(write, scenes, progress=progress, desc="rendering images", unit="img")
