@@ -166,20 +166,23 @@ def train_in_fresh_process(config: Path, overrides: list[str], resume: bool = Tr
 
     Each training stage gets a process of its own because tuning in the process that had just pretrained the base
     ran 1.3x slower than in a fresh one (40 tuning steps: 42 s against 31 s, measured on 2 cores, the same work;
-    what slows it is left in the process by the pretraining). The config is checked here first, so a bad key
-    fails before the child starts; a failing child raises `TrainingError` (its own messages are already on the
-    terminal).
+    what slows it is left in the process by the pretraining). The child preloads tcmalloc where it is installed
+    (see `mmgpt.train.allocator`: the same weights, faster tuning steps, half the memory). The config is checked
+    here first, so a bad key fails before the child starts; a failing child raises `TrainingError` (its own
+    messages are already on the terminal).
     """
     from mmgpt.errors import TrainingError
+    from mmgpt.train.allocator import find_tcmalloc, preload_environment
     from mmgpt.train.config import load_train_config
 
     settings = load_train_config(config, overrides)
+    environment = preload_environment(os.environ, find_tcmalloc())
     verbosity = logging.getLogger().getEffectiveLevel()
     flags = ["-v"] if verbosity <= logging.DEBUG else ["-q"] if verbosity >= logging.WARNING else []
     command = [sys.executable, "-m", "mmgpt", *flags, "train", "--config", str(config), *overrides]
     if not resume:
         command.insert(command.index("train") + 1, "--no-resume")
-    done = subprocess.run(command, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, env=environment)
     if done.returncode != 0:
         raise TrainingError(
             f"training with {config} failed (exit code {done.returncode}): {' '.join(command)}"
@@ -222,6 +225,19 @@ def precision_notice(device: torch.device | None = None) -> str:
         "   training in fp32: this CPU has no bf16 units (AMX, AVX512-BF16), so a cold demo takes about twice as "
         "long as on one that has (23-34 minutes on 2 such cores); a cached base skips the longest stage"
     )
+
+
+def allocator_notice() -> str:
+    """One line for the start of the demo: whether its training processes preload tcmalloc, and how to get it
+    where they cannot (Linux only). Raises ConfigError for a `$MMGPT_TCMALLOC` naming a missing file."""
+    from mmgpt.train.allocator import ENV_VAR, INSTALL_HINT, find_tcmalloc
+
+    library = find_tcmalloc()
+    if library is not None:
+        return f"   training with tcmalloc ({library}; {ENV_VAR}=off to use the system allocator)"
+    if os.environ.get(ENV_VAR, "").strip() or not sys.platform.startswith("linux"):
+        return ""
+    return f"   tcmalloc not found: `{INSTALL_HINT}` makes tuning steps about 1.1x faster in half the memory"
 
 
 def base_cache_key(seed: int, quick: bool, base_steps: int | None = None) -> str:
@@ -286,6 +302,9 @@ def run_demo(
     stages: dict[str, float] = {}
     out.mkdir(parents=True, exist_ok=True)
     print(precision_notice(), flush=True)
+    notice = allocator_notice()
+    if notice:
+        print(notice, flush=True)
     scale = world_scale(quick)
     world = out / "world"
     t = _stage(f"1/5 synthesising the world ({scale}) into {world}")

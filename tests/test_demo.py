@@ -203,6 +203,35 @@ def test_a_failing_training_stage_is_reported(tmp_path):
         train_in_fresh_process(base, run)
 
 
+def test_training_processes_preload_tcmalloc_where_found(monkeypatch, tmp_path):
+    from mmgpt import demo
+    from mmgpt.train import allocator
+
+    started = []
+    monkeypatch.setattr(
+        demo.subprocess,
+        "run",
+        lambda command, **kw: started.append(kw["env"]) or subprocess.CompletedProcess(command, 0),
+    )
+    run = [f"data.world={tmp_path / 'world'}", f"output_dir={tmp_path / 'run'}"]
+    monkeypatch.setattr(allocator, "find_tcmalloc", lambda: "libtcmalloc_minimal.so.4")
+    monkeypatch.setenv("LD_PRELOAD", "libother.so")
+    assert (
+        demo.train_in_fresh_process(demo.CONFIG_DIR / "synthetic_base.yaml", run)
+        == tmp_path / "run" / "model"
+    )
+    assert started[-1]["LD_PRELOAD"] == "libtcmalloc_minimal.so.4 libother.so"
+    assert "training with tcmalloc (libtcmalloc_minimal.so.4" in demo.allocator_notice()
+    monkeypatch.setattr(allocator, "find_tcmalloc", lambda: None)
+    demo.train_in_fresh_process(demo.CONFIG_DIR / "synthetic_base.yaml", run)
+    assert started[-1]["LD_PRELOAD"] == "libother.so"
+    monkeypatch.setattr(demo.sys, "platform", "linux")
+    monkeypatch.delenv("MMGPT_TCMALLOC", raising=False)
+    assert "apt-get install libtcmalloc-minimal4" in demo.allocator_notice()
+    monkeypatch.setenv("MMGPT_TCMALLOC", "off")
+    assert demo.allocator_notice() == ""
+
+
 def test_an_interrupted_tuning_run_is_resumed_only_as_it_was(tmp_path):
     from mmgpt import demo
     from mmgpt.model.precision import default_device, resolve_precision
