@@ -1,11 +1,11 @@
 """tcmalloc for training processes on a CPU: where to find it, and the environment that preloads it.
 
 LoRA tuning on a CPU allocates and frees activations of a different size at every step (batches are as long as
-their longest sample), a pattern glibc's allocator serves more slowly than tcmalloc. With tcmalloc preloaded, 60 steps of the demo's tuning ran
-1.04-1.31x as fast in six alternating pairs on a 2-core EPYC (tokens a second) with half the peak memory (1.5 GB
-against 3.0 GB), and the same losses to the last digit: an allocator does not change arithmetic. glibc's own
-tunables (a high mmap threshold, no trimming, one arena) gained nothing. The library is a system package
-(Debian/Ubuntu: `libtcmalloc-minimal4`), not a Python one, so it is used where found.
+their longest sample), a pattern glibc's allocator serves more slowly than tcmalloc. With tcmalloc preloaded, 60
+steps of the demo's tuning ran 1.04-1.31x as fast in nine alternating pairs on a 2-core EPYC (tokens a second)
+with half the peak memory (1.5 GB against 3.0 GB), and the same losses to the last digit: an allocator does not
+change arithmetic. glibc's own tunables (a high mmap threshold, no trimming, one arena) gained nothing. The
+library is a system package (Debian/Ubuntu: `libtcmalloc-minimal4`), not a Python one, so it is used where found.
 """
 
 from __future__ import annotations
