@@ -10,7 +10,6 @@ runs go to a temporary directory. Tokens a second are the mean of the run's logg
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,14 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmgpt.train.allocator import INSTALL_HINT, find_tcmalloc, preload_environment  # noqa: E402
+from mmgpt.train.loop import read_metrics  # noqa: E402
 
 
 def run_once(config: str, steps: int, out: Path, library: str | None) -> dict:
     """One `mmgpt train` run of `steps` steps into `out`, with `library` preloaded (None: without tcmalloc).
     Returns its wall seconds, mean tokens a second after step 10, final loss and peak resident memory."""
-    environment = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    environment["MMGPT_TCMALLOC"] = "off"
-    environment = preload_environment(environment, library)
+    environment = preload_environment({k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, library)
     command = [
         sys.executable,
         "-m",
@@ -45,12 +43,12 @@ def run_once(config: str, steps: int, out: Path, library: str | None) -> dict:
     ]
     start = time.perf_counter()
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, for its peak memory
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
     seconds = time.perf_counter() - start
     if process.returncode != 0:
         raise SystemExit(f"training failed (exit code {process.returncode}): {' '.join(command)}")
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_metrics(out / "metrics.jsonl")
     timed = [r["tokens_per_s"] for r in rows if r["step"] > 10] or [r["tokens_per_s"] for r in rows]
     return {
         "seconds": seconds,
