@@ -227,8 +227,8 @@ def _preprocessed_scene_set(
 ) -> SceneSet:
     """The images `open_image(row)` of `scenes`, preprocessed in `workers` processes straight into one array
     they share (sending each image back would cost a quarter of the time saved), with the scenes' labels."""
-    first = image_processor(open_image(0))
-    pixels = shared_array((len(scenes), *first.shape), np.float32)
+    first = image_processor(open_image(0)).numpy()  # its shape and dtype are the array's
+    pixels = shared_array((len(scenes), *first.shape), first.dtype)
 
     def fill(rows: list[int]) -> list[SceneLabels]:
         for row in rows:
